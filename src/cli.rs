@@ -1,0 +1,173 @@
+//! Command-line flags, compatible with the Python `mcp-proxy`. These are raw: [`crate::config`]
+//! turns them into a validated [`crate::config::Config`].
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::transport::HttpTransport;
+
+const EXAMPLES: &str = "\
+Examples:
+  Remote server for a stdio client (Claude Desktop, Cursor):
+    mcp-proxy https://example.com/mcp
+    mcp-proxy --headers Authorization 'Bearer TOKEN' https://example.com/sse
+  Local stdio server on the network (Streamable HTTP at /mcp, SSE at /sse):
+    mcp-proxy --port 8080 -- uvx mcp-server-fetch
+    mcp-proxy --port 8080 -e KEY VALUE -- npx -y @modelcontextprotocol/server-everything
+  Remote server re-served over HTTP:
+    mcp-proxy --port 8080 https://example.com/mcp
+  Try it with the built-in demo server:
+    mcp-proxy --port 8080 -- mcp-proxy --demo-server
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-proxy",
+    version,
+    about = "Connects any MCP client to any MCP server, over stdio, Streamable HTTP or HTTP+SSE.",
+    long_about = "Connects any MCP client to any MCP server, over stdio, Streamable HTTP or HTTP+SSE.\n\n\
+        Given a URL, serves it on stdio (or on HTTP with --port). Given a command, starts it and \
+        serves it on HTTP: Streamable HTTP at /mcp and HTTP+SSE at /sse.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Command to start (stdio server) or URL to connect to (Streamable HTTP or SSE server).
+    pub command_or_url: Option<String>,
+
+    /// Arguments for the command; put them after `--` when they start with `-`.
+    pub args: Vec<String>,
+
+    // === towards a remote server ===
+    /// Header sent with every request to the server. Repeatable.
+    #[arg(short = 'H', long = "headers", alias = "header", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append, help_heading = "Remote server")]
+    pub headers: Vec<String>,
+
+    /// Transport towards a URL: auto probes Streamable HTTP, then falls back to SSE.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        help_heading = "Remote server"
+    )]
+    pub transport: HttpTransport,
+
+    /// Seconds to wait for a connection to the server.
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        value_name = "SECONDS",
+        help_heading = "Remote server"
+    )]
+    pub connect_timeout: f64,
+
+    // === local command ===
+    /// Environment variable for the command. Repeatable.
+    #[arg(short = 'e', long = "env", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append, help_heading = "Local command")]
+    pub env: Vec<String>,
+
+    /// Working directory for the command.
+    #[arg(long, value_name = "DIR", help_heading = "Local command")]
+    pub cwd: Option<PathBuf>,
+
+    /// Pass our whole environment to the command (default: only PATH, HOME and a few more).
+    #[arg(
+        long,
+        overrides_with = "no_pass_environment",
+        help_heading = "Local command"
+    )]
+    pub pass_environment: bool,
+
+    /// Pass only PATH, HOME and a few more to the command (the default).
+    #[arg(long, help_heading = "Local command")]
+    pub no_pass_environment: bool,
+
+    /// Start one command per client session instead of sharing one between all clients.
+    #[arg(long, help_heading = "Local command")]
+    pub per_client: bool,
+
+    // === HTTP server ===
+    /// Port to serve HTTP on (0: any free port, printed at start).
+    #[arg(
+        long,
+        alias = "sse-port",
+        value_name = "PORT",
+        help_heading = "HTTP server"
+    )]
+    pub port: Option<u16>,
+
+    /// Address to serve HTTP on.
+    #[arg(
+        long,
+        alias = "sse-host",
+        default_value = "127.0.0.1",
+        value_name = "HOST",
+        help_heading = "HTTP server"
+    )]
+    pub host: String,
+
+    /// Origin allowed to call us from a browser (CORS). Repeatable; `*` allows any.
+    #[arg(long, value_name = "ORIGIN", num_args = 1.., action = ArgAction::Append, help_heading = "HTTP server")]
+    pub allow_origin: Vec<String>,
+
+    /// Extra host name allowed in the Host header. Repeatable; `*` allows any.
+    #[arg(long, value_name = "HOST", action = ArgAction::Append, help_heading = "HTTP server")]
+    pub allow_host: Vec<String>,
+
+    /// No sessions: every request stands alone (no GET stream, no server requests).
+    #[arg(long, help_heading = "HTTP server")]
+    pub stateless: bool,
+
+    /// Seconds of inactivity after which a client session ends.
+    #[arg(
+        long,
+        default_value_t = 1800,
+        value_name = "SECONDS",
+        help_heading = "HTTP server"
+    )]
+    pub session_timeout: u64,
+
+    /// Messages kept per stream for clients that reconnect with Last-Event-ID.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "N",
+        help_heading = "HTTP server"
+    )]
+    pub replay_buffer: usize,
+
+    // === general ===
+    /// Largest message accepted in either direction (bytes; K, M, G, KiB, MiB, GiB suffixes).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    pub max_message_size: String,
+
+    /// Seconds a request may wait for the server without any sign of progress (0: no limit).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
+
+    /// Log debug output (same as --log-level debug).
+    #[arg(long, overrides_with = "no_debug")]
+    pub debug: bool,
+
+    #[arg(long, hide = true)]
+    pub no_debug: bool,
+
+    /// Log level: error, warn, info, debug, trace (or a RUST_LOG-style filter).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Act as the built-in demo MCP server on stdio (tools, resources, prompts; for trying
+    /// things out and for benchmarks).
+    #[arg(long)]
+    pub demo_server: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

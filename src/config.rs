@@ -1,0 +1,229 @@
+//! The validated configuration the rest of the program trusts.
+
+use std::time::Duration;
+
+use crate::cli::Cli;
+use crate::route::RouteOptions;
+use crate::server::guard::Guard;
+use crate::transport::{CommandSpec, Limits, Target, UrlSpec};
+
+/// Where the client side of the proxy is.
+#[derive(Debug, Clone)]
+pub enum Front {
+    Stdio,
+    Http { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub target: Target,
+    pub front: Front,
+    pub per_client: bool,
+    pub stateless: bool,
+    pub route: RouteOptions,
+    pub session_timeout: Duration,
+    pub replay_events: usize,
+    pub guard: Guard,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no server given: pass a command or a URL (see --help)")]
+    NoTarget,
+    #[error("invalid URL `{0}`: {1}")]
+    BadUrl(String, String),
+    #[error("invalid --max-message-size `{0}`: use a number of bytes, e.g. 1048576, 512K or 64MiB")]
+    BadSize(String),
+    #[error("invalid --connect-timeout: must be a positive number of seconds")]
+    BadTimeout,
+    #[error("--per-client needs a command to start, not a URL")]
+    PerClientUrl,
+}
+
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|v| *v > 0)
+}
+
+fn pairs(flat: &[String]) -> Vec<(String, String)> {
+    flat.chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect()
+}
+
+pub fn is_url(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+impl Config {
+    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        let target_text = cli.command_or_url.clone().ok_or(ConfigError::NoTarget)?;
+        let max = parse_size(&cli.max_message_size)
+            .ok_or_else(|| ConfigError::BadSize(cli.max_message_size.clone()))?;
+        if !(cli.connect_timeout.is_finite() && cli.connect_timeout > 0.0) {
+            return Err(ConfigError::BadTimeout);
+        }
+        let limits = Limits {
+            max_message_size: max,
+        };
+        let target = if is_url(&target_text) {
+            if cli.per_client {
+                return Err(ConfigError::PerClientUrl);
+            }
+            let url = reqwest::Url::parse(&target_text)
+                .map_err(|e| ConfigError::BadUrl(target_text.clone(), e.to_string()))?;
+            let mut headers = pairs(&cli.headers);
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                if let Ok(token) = std::env::var("API_ACCESS_TOKEN") {
+                    if !token.is_empty() {
+                        headers.push(("Authorization".into(), format!("Bearer {token}")));
+                    }
+                }
+            }
+            Target::Url(UrlSpec {
+                url,
+                transport: cli.transport,
+                headers,
+                connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+            })
+        } else {
+            let name = std::path::Path::new(&target_text)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| target_text.clone());
+            Target::Command(CommandSpec {
+                program: target_text.clone(),
+                args: cli.args.clone(),
+                env: pairs(&cli.env),
+                pass_environment: cli.pass_environment && !cli.no_pass_environment,
+                cwd: cli.cwd.clone(),
+                name,
+            })
+        };
+        let front = match (&target, cli.port) {
+            (Target::Url(_), None) => Front::Stdio,
+            (_, port) => Front::Http {
+                host: cli.host.clone(),
+                port: port.unwrap_or(0),
+            },
+        };
+        let guard = Guard::for_bind(&cli.host, &cli.allow_host, cli.allow_origin.clone());
+        Ok(Config {
+            target,
+            front,
+            per_client: cli.per_client,
+            stateless: cli.stateless,
+            route: RouteOptions {
+                limits,
+                request_timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+            },
+            session_timeout: Duration::from_secs(cli.session_timeout.max(1)),
+            replay_events: cli.replay_buffer,
+            guard,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut v = vec!["mcp-proxy"];
+        v.extend_from_slice(args);
+        Config::from_cli(&Cli::try_parse_from(v).expect("flags parse"))
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn url_alone_serves_stdio() {
+        let c = cfg(&["https://example.com/mcp"]).unwrap();
+        assert!(matches!(c.front, Front::Stdio));
+        let c = cfg(&["--port", "8080", "https://example.com/mcp"]).unwrap();
+        assert!(matches!(c.front, Front::Http { port: 8080, .. }));
+    }
+
+    #[test]
+    fn command_serves_http_with_python_compatible_flags() {
+        let c = cfg(&[
+            "--sse-port",
+            "9000",
+            "--sse-host",
+            "0.0.0.0",
+            "-e",
+            "K",
+            "V",
+            "--",
+            "uvx",
+            "mcp-server-fetch",
+            "--user-agent=x",
+        ])
+        .unwrap();
+        match (&c.front, &c.target) {
+            (Front::Http { host, port }, Target::Command(cmd)) => {
+                assert_eq!((host.as_str(), *port), ("0.0.0.0", 9000));
+                assert_eq!(cmd.program, "uvx");
+                assert_eq!(cmd.args, vec!["mcp-server-fetch", "--user-agent=x"]);
+                assert_eq!(cmd.env, vec![("K".to_owned(), "V".to_owned())]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Flags after the command, as the Python mcp-proxy allows.
+        let c = cfg(&["your-command", "--port", "8080", "-e", "A", "B"]).unwrap();
+        assert!(matches!(c.front, Front::Http { port: 8080, .. }));
+    }
+
+    #[test]
+    fn headers_pair_up() {
+        let c = cfg(&[
+            "-H",
+            "Authorization",
+            "Bearer x",
+            "--headers",
+            "X-A",
+            "1",
+            "http://h/sse",
+        ])
+        .unwrap();
+        let Target::Url(u) = c.target else { panic!() };
+        assert_eq!(u.headers.len(), 2);
+        assert_eq!(u.headers[0], ("Authorization".into(), "Bearer x".into()));
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert!(matches!(cfg(&[]), Err(ConfigError::NoTarget)));
+        assert!(matches!(
+            cfg(&["--max-message-size", "huge", "x"]),
+            Err(ConfigError::BadSize(_))
+        ));
+        assert!(matches!(
+            cfg(&["--per-client", "http://h/mcp"]),
+            Err(ConfigError::PerClientUrl)
+        ));
+    }
+}

@@ -1,0 +1,266 @@
+//! A small MCP server on stdio, built in so that the proxy can be tried (and benchmarked)
+//! with nothing else installed: `mcp-proxy --port 8080 -- mcp-proxy --demo-server`.
+//!
+//! Tools: `echo`, `add`, `sleep` (reports progress), `sample` (asks the client's model),
+//! `elicit` (asks the user), `roots` (lists the client's roots), `blob` (a payload of N bytes).
+//! One resource (`demo://readme`, subscribable), one template (`demo://item/{id}`), one prompt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::BufReader;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jsonrpc::{Id, Message, code, to_raw};
+use crate::route::hub::{LATEST_LEGACY, LEGACY_VERSIONS};
+use crate::transport::stdio::{Line, read_line, write_lines};
+
+type Waiters = Arc<Mutex<HashMap<Id, oneshot::Sender<Message>>>>;
+
+struct Demo {
+    out: mpsc::Sender<Message>,
+    waiters: Waiters,
+    next: std::sync::atomic::AtomicU64,
+}
+
+pub async fn run() {
+    let (out, rx) = mpsc::channel::<Message>(256);
+    let writer = tokio::spawn(write_lines(tokio::io::stdout(), rx, |_, _| {}));
+    let demo = Arc::new(Demo {
+        out,
+        waiters: Default::default(),
+        next: Default::default(),
+    });
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    while let Ok(Some(line)) = read_line(&mut stdin, 64 << 20).await {
+        let Line::Data(bytes) = line else { continue };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let msg = match Message::parse_one(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = demo.out.send(e.to_response()).await;
+                continue;
+            }
+        };
+        if msg.is_response() {
+            let waiter = msg
+                .id()
+                .and_then(|id| demo.waiters.lock().ok()?.remove(&id));
+            if let Some(w) = waiter {
+                let _ = w.send(msg);
+            }
+        } else if msg.is_request() {
+            let d = demo.clone();
+            tokio::spawn(async move {
+                let Some(id) = msg.id() else { return };
+                let answer = match d.handle(&msg).await {
+                    Ok(result) => Message::response(id, to_raw(&result)),
+                    Err((c, m)) => Message::error(id, c, &m, None),
+                };
+                let _ = d.out.send(answer).await;
+            });
+        }
+    }
+    drop(demo);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+type Outcome = Result<Value, (i64, String)>;
+
+fn text(s: impl Into<String>) -> Value {
+    json!({ "content": [{ "type": "text", "text": s.into() }] })
+}
+
+impl Demo {
+    async fn ask(&self, method: &str, params: Value) -> Result<Value, (i64, String)> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = Id::string(&format!("demo-{n}"));
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.waiters.lock() {
+            w.insert(id.clone(), tx);
+        }
+        let _ = self
+            .out
+            .send(Message::request(id, method, Some(to_raw(&params))))
+            .await;
+        let answer = tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .map_err(|_| (code::INTERNAL_ERROR, format!("no answer to {method}")))?
+            .map_err(|_| (code::INTERNAL_ERROR, "closed".to_owned()))?;
+        if let Some(r) = answer.result_as::<Value>() {
+            return Ok(r);
+        }
+        let e: Value = answer
+            .error_value()
+            .and_then(|e| serde_json::from_str(e.get()).ok())
+            .unwrap_or(Value::Null);
+        Err((code::INTERNAL_ERROR, format!("{method} failed: {e}")))
+    }
+
+    async fn handle(&self, msg: &Message) -> Outcome {
+        let params: Value = msg.params_as().unwrap_or(Value::Null);
+        match msg.method().unwrap_or("") {
+            "initialize" => {
+                let asked = params["protocolVersion"].as_str().unwrap_or("");
+                let version = if LEGACY_VERSIONS.contains(&asked) {
+                    asked
+                } else {
+                    LATEST_LEGACY
+                };
+                Ok(json!({
+                    "protocolVersion": version,
+                    "capabilities": {
+                        "tools": { "listChanged": true },
+                        "resources": { "subscribe": true, "listChanged": true },
+                        "prompts": { "listChanged": true },
+                        "logging": {},
+                        "completions": {},
+                    },
+                    "serverInfo": { "name": "mcp-proxy-demo", "version": env!("CARGO_PKG_VERSION") },
+                    "instructions": "A demo server built into mcp-proxy.",
+                }))
+            }
+            "ping" | "logging/setLevel" | "resources/unsubscribe" => Ok(json!({})),
+            "resources/subscribe" => {
+                let uri = params["uri"].clone();
+                let out = self.out.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let n = Message::notification(
+                        "notifications/resources/updated",
+                        Some(to_raw(&json!({ "uri": uri }))),
+                    );
+                    let _ = out.send(n).await;
+                });
+                Ok(json!({}))
+            }
+            "tools/list" => Ok(json!({ "tools": tools() })),
+            "tools/call" => self.call(&params, msg).await,
+            "resources/list" => Ok(json!({ "resources": [
+                { "uri": "demo://readme", "name": "readme", "mimeType": "text/plain" }
+            ]})),
+            "resources/templates/list" => Ok(json!({ "resourceTemplates": [
+                { "uriTemplate": "demo://item/{id}", "name": "item", "mimeType": "text/plain" }
+            ]})),
+            "resources/read" => {
+                let uri = params["uri"].as_str().unwrap_or("");
+                let body = if uri == "demo://readme" {
+                    "This is the mcp-proxy demo server.".to_owned()
+                } else if let Some(id) = uri.strip_prefix("demo://item/") {
+                    format!("item {id}")
+                } else {
+                    return Err((code::INVALID_PARAMS, format!("unknown resource {uri}")));
+                };
+                Ok(json!({ "contents": [{ "uri": uri, "mimeType": "text/plain", "text": body }] }))
+            }
+            "prompts/list" => Ok(json!({ "prompts": [{
+                "name": "greet", "description": "Greets someone",
+                "arguments": [{ "name": "name", "required": true }]
+            }]})),
+            "prompts/get" => {
+                let name = params["arguments"]["name"].as_str().unwrap_or("world");
+                Ok(
+                    json!({ "messages": [{ "role": "user", "content": { "type": "text", "text": format!("Say hello to {name}") } }] }),
+                )
+            }
+            "completion/complete" => {
+                let prefix = params["argument"]["value"].as_str().unwrap_or("");
+                let values: Vec<&str> = ["alice", "bob", "carol"]
+                    .into_iter()
+                    .filter(|v| v.starts_with(prefix))
+                    .collect();
+                Ok(
+                    json!({ "completion": { "values": values, "total": values.len(), "hasMore": false } }),
+                )
+            }
+            m => Err((code::METHOD_NOT_FOUND, format!("Method not found: {m}"))),
+        }
+    }
+
+    async fn call(&self, params: &Value, msg: &Message) -> Outcome {
+        let args = &params["arguments"];
+        match params["name"].as_str().unwrap_or("") {
+            "echo" => Ok(text(args["message"].as_str().unwrap_or(""))),
+            "add" => {
+                let (a, b) = (
+                    args["a"].as_f64().unwrap_or(0.0),
+                    args["b"].as_f64().unwrap_or(0.0),
+                );
+                Ok(text(format!("{}", a + b)))
+            }
+            "blob" => {
+                let n = args["bytes"].as_u64().unwrap_or(1024).min(16 << 20) as usize;
+                Ok(text("x".repeat(n)))
+            }
+            "sleep" => {
+                let ms = args["ms"].as_u64().unwrap_or(100).min(600_000);
+                let steps = 4u64;
+                let token = msg.progress_token();
+                for i in 1..=steps {
+                    tokio::time::sleep(Duration::from_millis(ms / steps)).await;
+                    if let Some(t) = &token {
+                        let p = json!({ "progressToken": serde_json::from_str::<Value>(t.as_json()).unwrap_or_default(),
+                                        "progress": i, "total": steps, "message": format!("step {i}") });
+                        let _ = self
+                            .out
+                            .send(Message::notification(
+                                "notifications/progress",
+                                Some(to_raw(&p)),
+                            ))
+                            .await;
+                    }
+                }
+                Ok(text(format!("slept {ms} ms")))
+            }
+            "sample" => {
+                let prompt = args["prompt"].as_str().unwrap_or("Hello");
+                let r = self
+                    .ask("sampling/createMessage", json!({
+                        "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
+                        "maxTokens": 100,
+                    }))
+                    .await?;
+                Ok(text(format!(
+                    "model said: {}",
+                    r["content"]["text"].as_str().unwrap_or("")
+                )))
+            }
+            "elicit" => {
+                let r = self
+                    .ask("elicitation/create", json!({
+                        "mode": "form",
+                        "message": args["message"].as_str().unwrap_or("What is your name?"),
+                        "requestedSchema": { "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] },
+                    }))
+                    .await?;
+                Ok(text(format!(
+                    "user answered: {} {}",
+                    r["action"].as_str().unwrap_or(""),
+                    r["content"]
+                )))
+            }
+            "roots" => {
+                let r = self.ask("roots/list", json!({})).await?;
+                Ok(text(format!("roots: {}", r["roots"])))
+            }
+            other => Err((code::INVALID_PARAMS, format!("Unknown tool: {other}"))),
+        }
+    }
+}
+
+fn tools() -> Value {
+    let obj = |props: Value, req: &[&str]| json!({ "type": "object", "properties": props, "required": req });
+    json!([
+        { "name": "echo", "description": "Returns the message", "inputSchema": obj(json!({ "message": { "type": "string" } }), &["message"]) },
+        { "name": "add", "description": "Adds two numbers", "inputSchema": obj(json!({ "a": { "type": "number" }, "b": { "type": "number" } }), &["a", "b"]) },
+        { "name": "blob", "description": "Returns a text of N bytes", "inputSchema": obj(json!({ "bytes": { "type": "integer" } }), &[]) },
+        { "name": "sleep", "description": "Waits, reporting progress", "inputSchema": obj(json!({ "ms": { "type": "integer" } }), &[]) },
+        { "name": "sample", "description": "Asks the client's model", "inputSchema": obj(json!({ "prompt": { "type": "string" } }), &[]) },
+        { "name": "elicit", "description": "Asks the user", "inputSchema": obj(json!({ "message": { "type": "string" } }), &[]) },
+        { "name": "roots", "description": "Lists the client's roots", "inputSchema": obj(json!({}), &[]) },
+    ])
+}

@@ -1,0 +1,15 @@
+//! mcp-proxy: connects any MCP client to any MCP server, whatever transport each side speaks.
+//!
+//! Layers, bottom up: [`jsonrpc`] (messages read only as deep as routing needs),
+//! [`transport`] (wires towards servers), [`route`] (what a client session talks to),
+//! [`server`] (wires towards clients), [`config`] (validated settings), [`app`] (wiring it up).
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod jsonrpc;
+pub mod route;
+pub mod server;
+pub mod transport;

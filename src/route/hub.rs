@@ -1,0 +1,806 @@
+//! One upstream link shared by many client sessions.
+//!
+//! The hub initialises the server once, with capabilities that let every client's features
+//! work, and answers each client's `initialize` from that. Every request gets an upstream id
+//! of the hub's own (and its progress token one too), so answers, progress and cancellations
+//! find the session they belong to. Server requests (sampling, elicitation, roots) go to the
+//! session whose request is being handled; resource subscriptions and log levels are kept
+//! per session and combined upstream.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::pipe::cancelled;
+use super::{Outgoing, RouteOptions, SessionTx, level_rank};
+use crate::jsonrpc::{Id, Message, code, to_raw};
+use crate::transport::{self, Inbound, Target};
+
+/// Protocol revisions this proxy speaks with session-based clients, oldest first.
+pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub const LATEST_LEGACY: &str = "2025-11-25";
+
+/// The hub's view of the server.
+#[derive(Clone, Debug)]
+pub enum Status {
+    Starting,
+    Ready(Arc<InitAnswer>),
+    Failed(String),
+}
+
+/// What the server said to our `initialize`.
+#[derive(Debug)]
+pub struct InitAnswer {
+    pub result: Box<RawValue>,
+    pub version: String,
+}
+
+struct SessionEntry {
+    tx: SessionTx,
+    capabilities: Value,
+    level: Option<String>,
+}
+
+struct Pending {
+    session: u64,
+    client_id: Id,
+    progress: Option<Id>,
+    deadline: Option<Instant>,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    sessions: HashMap<u64, SessionEntry>,
+    pending: HashMap<u64, Pending>,
+    by_client: HashMap<(u64, Id), u64>,
+    /// Upstream progress token → (session, the client's token).
+    progress: HashMap<Id, (u64, Id)>,
+    /// Server request id → the session asked to answer it.
+    server_requests: HashMap<Id, u64>,
+    /// Requests the hub made itself; their answers go to a waiter.
+    internal: HashMap<u64, oneshot::Sender<Message>>,
+    subscriptions: HashMap<String, HashSet<u64>>,
+    upstream_level: Option<String>,
+}
+
+impl State {
+    fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
+pub struct Hub {
+    /// The link to the server; taken away at shutdown so that the link can end.
+    tx: std::sync::RwLock<Option<mpsc::Sender<Message>>>,
+    state: Mutex<State>,
+    status: watch::Receiver<Status>,
+    next_session: std::sync::atomic::AtomicU64,
+    options: RouteOptions,
+    conn_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Hub {
+    /// Connect to `target` and initialise it in the background.
+    pub async fn start(target: &Target, options: RouteOptions) -> Result<Arc<Hub>, String> {
+        let conn = transport::connect(target, options.limits)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (status_tx, status) = watch::channel(Status::Starting);
+        let hub = Arc::new(Hub {
+            tx: std::sync::RwLock::new(Some(conn.tx)),
+            state: Mutex::new(State::default()),
+            status,
+            next_session: Default::default(),
+            options,
+            conn_task: Mutex::new(Some(conn.task)),
+        });
+        tokio::spawn(read_upstream(hub.clone(), conn.rx, status_tx.clone()));
+        let init_hub = hub.clone();
+        tokio::spawn(async move {
+            let result = init_hub.initialize().await;
+            status_tx.send_if_modified(|s| {
+                if matches!(s, Status::Starting) {
+                    *s = match result {
+                        Ok(a) => Status::Ready(Arc::new(a)),
+                        Err(e) => Status::Failed(e),
+                    };
+                    true
+                } else {
+                    false
+                }
+            });
+        });
+        Ok(hub)
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    async fn initialize(&self) -> Result<InitAnswer, String> {
+        let params = serde_json::json!({
+            "protocolVersion": LATEST_LEGACY,
+            "capabilities": {
+                "roots": { "listChanged": true },
+                "sampling": { "context": {}, "tools": {} },
+                "elicitation": { "form": {}, "url": {} },
+            },
+            "clientInfo": { "name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION") },
+        });
+        let answer = self
+            .call_internal("initialize", to_raw(&params), Duration::from_secs(60))
+            .await?;
+        let Some(result) = answer.result() else {
+            return Err(format!(
+                "the server refused initialize: {}",
+                answer.error_value().map(|e| e.get()).unwrap_or("no result")
+            ));
+        };
+        let version = serde_json::from_str::<Value>(result.get())
+            .ok()
+            .and_then(|v| v.get("protocolVersion")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| LATEST_LEGACY.to_owned());
+        let result = result.to_owned();
+        self.send_upstream(Message::notification("notifications/initialized", None));
+        tracing::info!(protocol = %version, "server initialised");
+        Ok(InitAnswer { result, version })
+    }
+
+    /// Send a request of the hub's own and wait for its answer.
+    async fn call_internal(
+        &self,
+        method: &str,
+        params: Box<RawValue>,
+        wait: Duration,
+    ) -> Result<Message, String> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut st = self.state.lock().map_err(|_| "hub state poisoned")?;
+            let id = st.next_id();
+            st.internal.insert(id, tx);
+            id
+        };
+        self.sender()
+            .ok_or("the server link is closed")?
+            .send(Message::request(Id::number(id), method, Some(params)))
+            .await
+            .map_err(|_| "the server link is closed".to_owned())?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(_)) => Err(self.closed_reason()),
+            Err(_) => Err(format!("no answer to {method} within {}s", wait.as_secs())),
+        }
+    }
+
+    fn closed_reason(&self) -> String {
+        match self.status() {
+            Status::Failed(r) => r,
+            _ => "the server link is closed".to_owned(),
+        }
+    }
+
+    /// Attach a new client session.
+    pub fn attach(self: &Arc<Self>, tx: SessionTx) -> HubSession {
+        let id = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if let Ok(mut st) = self.state.lock() {
+            st.sessions.insert(
+                id,
+                SessionEntry {
+                    tx,
+                    capabilities: Value::Null,
+                    level: None,
+                },
+            );
+        }
+        HubSession {
+            hub: self.clone(),
+            id,
+            closed: Default::default(),
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.state.lock().map(|s| s.sessions.len()).unwrap_or(0)
+    }
+
+    /// End the link: the server is shut down cleanly (stdin closed or session deleted).
+    pub async fn shutdown(&self) {
+        if let Ok(mut tx) = self.tx.write() {
+            tx.take();
+        }
+        let task = self.conn_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+        }
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Message>> {
+        self.tx.read().ok().and_then(|t| t.clone())
+    }
+
+    fn deliver(&self, st: &mut State, session: u64, msg: Message, related: Option<Id>) {
+        let Some(entry) = st.sessions.get(&session) else {
+            return;
+        };
+        match entry.tx.try_send(Outgoing::new(msg, related)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    session,
+                    "client is not reading its messages; ending its session"
+                );
+                st.sessions.remove(&session);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                st.sessions.remove(&session);
+            }
+        }
+    }
+
+    /// Queue a message for the server without waiting (used under the state lock).
+    fn send_upstream(&self, msg: Message) {
+        let Some(tx) = self.sender() else { return };
+        if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
+            tokio::spawn(async move {
+                let _ = tx.send(msg).await;
+            });
+        }
+    }
+}
+
+/// A client session attached to a hub.
+pub struct HubSession {
+    hub: Arc<Hub>,
+    id: u64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl HubSession {
+    pub async fn send(&self, msg: Message) {
+        let hub = &self.hub;
+        if msg.is_request() {
+            self.request(msg).await;
+        } else if msg.is_notification() {
+            match msg.method() {
+                Some("notifications/initialized") => {}
+                Some("notifications/cancelled") => {
+                    let Some(client_id) = msg.cancelled_request_id() else {
+                        return;
+                    };
+                    let upstream = hub.state.lock().ok().and_then(|mut st| {
+                        let up = st.by_client.remove(&(self.id, client_id))?;
+                        if let Some(p) = st.pending.remove(&up) {
+                            if let Some(t) = p.progress {
+                                st.progress.remove(&t);
+                            }
+                        }
+                        Some(up)
+                    });
+                    if let Some(up) = upstream {
+                        let mut m = msg;
+                        m.set_param("requestId", Id::number(up).to_raw());
+                        hub.send_upstream(m);
+                    }
+                }
+                _ => hub.send_upstream(msg),
+            }
+        } else {
+            // An answer to a server request.
+            let ours = msg.id().is_some_and(|id| {
+                hub.state
+                    .lock()
+                    .map(|mut st| st.server_requests.remove(&id).is_some())
+                    .unwrap_or(false)
+            });
+            if ours {
+                hub.send_upstream(msg);
+            } else {
+                tracing::debug!("dropping an answer to no known server request");
+            }
+        }
+    }
+
+    fn reply(&self, msg: Message) {
+        let hub = &self.hub;
+        if let Ok(mut st) = hub.state.lock() {
+            let related = msg.id();
+            hub.deliver(&mut st, self.id, msg, related);
+        }
+    }
+
+    async fn request(&self, msg: Message) {
+        let hub = &self.hub;
+        let Some(client_id) = msg.id() else { return };
+        let method = msg.method().unwrap_or("").to_owned();
+        let method = method.as_str();
+        match method {
+            "initialize" => return self.initialize(msg, client_id).await,
+            "ping" => {
+                return self.reply(Message::response(client_id, to_raw(&serde_json::json!({}))));
+            }
+            _ => {}
+        }
+        if let Status::Failed(reason) = hub.status() {
+            return self.reply(Message::error(
+                client_id,
+                code::UPSTREAM_UNAVAILABLE,
+                &reason,
+                None,
+            ));
+        }
+        let mut msg = msg;
+        {
+            let Ok(mut st) = hub.state.lock() else { return };
+            match method {
+                "logging/setLevel" => {
+                    let level = msg
+                        .params_as::<Value>()
+                        .and_then(|p| p.get("level")?.as_str().map(str::to_owned));
+                    if let Some(e) = st.sessions.get_mut(&self.id) {
+                        e.level = level;
+                    }
+                    // Upstream gets the most verbose level any client asked for.
+                    let lowest = st
+                        .sessions
+                        .values()
+                        .filter_map(|s| s.level.clone())
+                        .min_by_key(|l| level_rank(l));
+                    if lowest.is_some() && lowest == st.upstream_level {
+                        let ok = Message::response(client_id, to_raw(&serde_json::json!({})));
+                        hub.deliver(&mut st, self.id, ok, None);
+                        return;
+                    }
+                    st.upstream_level = lowest.clone();
+                    if let Some(l) = lowest {
+                        msg.set_param("level", to_raw(&l));
+                    }
+                }
+                "resources/subscribe" | "resources/unsubscribe" => {
+                    let uri = msg
+                        .params_as::<Value>()
+                        .and_then(|p| p.get("uri")?.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let subs = st.subscriptions.entry(uri.clone()).or_default();
+                    let forward = if method == "resources/subscribe" {
+                        subs.insert(self.id) && subs.len() == 1
+                    } else {
+                        subs.remove(&self.id) && subs.is_empty()
+                    };
+                    if subs.is_empty() {
+                        st.subscriptions.remove(&uri);
+                    }
+                    if !forward {
+                        let ok = Message::response(client_id, to_raw(&serde_json::json!({})));
+                        hub.deliver(&mut st, self.id, ok, None);
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            let up = st.next_id();
+            let progress = match msg.progress_token() {
+                Some(token) => {
+                    let up_token = Id::number(up);
+                    st.progress.insert(up_token.clone(), (self.id, token));
+                    msg.set_param_meta("progressToken", up_token.to_raw());
+                    Some(up_token)
+                }
+                None => None,
+            };
+            let seq = up;
+            st.pending.insert(
+                up,
+                Pending {
+                    session: self.id,
+                    client_id: client_id.clone(),
+                    progress,
+                    deadline: hub.options.request_timeout.map(|t| Instant::now() + t),
+                    seq,
+                },
+            );
+            st.by_client.insert((self.id, client_id), up);
+            msg.set_id(&Id::number(up));
+        }
+        let sent = match hub.sender() {
+            Some(tx) => tx.send(msg).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            let reason = hub.closed_reason();
+            fail_pending(hub, |p| p.session == self.id, &reason);
+        }
+    }
+
+    async fn initialize(&self, msg: Message, client_id: Id) {
+        let hub = &self.hub;
+        let params = msg.params_as::<Value>().unwrap_or(Value::Null);
+        if let Ok(mut st) = hub.state.lock() {
+            if let Some(e) = st.sessions.get_mut(&self.id) {
+                e.capabilities = params.get("capabilities").cloned().unwrap_or(Value::Null);
+            }
+        }
+        let mut status = hub.status.clone();
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            status
+                .wait_for(|s| !matches!(s, Status::Starting))
+                .await
+                .map(|s| s.clone())
+        })
+        .await;
+        let answer = match ready {
+            Ok(Ok(Status::Ready(init))) => {
+                let asked = params
+                    .get("protocolVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let version = negotiate(asked, &init.version);
+                let mut m = Message::response(client_id, init.result.clone());
+                m.set_result_member("protocolVersion", to_raw(&version));
+                m
+            }
+            Ok(Ok(Status::Failed(reason))) => {
+                Message::error(client_id, code::UPSTREAM_UNAVAILABLE, &reason, None)
+            }
+            _ => Message::error(
+                client_id,
+                code::UPSTREAM_TIMEOUT,
+                "the server did not finish initialising",
+                None,
+            ),
+        };
+        self.reply(answer);
+    }
+
+    /// End the session: its requests in flight are cancelled upstream, its server requests
+    /// answered with an error, its subscriptions dropped.
+    pub fn close(&self) {
+        self.detach();
+    }
+
+    fn detach(&self) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let hub = &self.hub;
+        let Ok(mut st) = hub.state.lock() else { return };
+        st.sessions.remove(&self.id);
+        let mine: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.session == self.id)
+            .map(|(k, _)| *k)
+            .collect();
+        for up in mine {
+            if let Some(p) = st.pending.remove(&up) {
+                st.by_client.remove(&(self.id, p.client_id));
+                if let Some(t) = p.progress {
+                    st.progress.remove(&t);
+                }
+            }
+            hub.send_upstream(cancelled(&Id::number(up), "the client went away"));
+        }
+        let asked: Vec<Id> = st
+            .server_requests
+            .iter()
+            .filter(|(_, s)| **s == self.id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in asked {
+            st.server_requests.remove(&id);
+            hub.send_upstream(Message::error(
+                id,
+                code::INTERNAL_ERROR,
+                "the client went away",
+                None,
+            ));
+        }
+        let mut dropped = vec![];
+        for (uri, subs) in st.subscriptions.iter_mut() {
+            if subs.remove(&self.id) && subs.is_empty() {
+                dropped.push(uri.clone());
+            }
+        }
+        for uri in dropped {
+            st.subscriptions.remove(&uri);
+            let id = st.next_id();
+            hub.send_upstream(Message::request(
+                Id::number(id),
+                "resources/unsubscribe",
+                Some(to_raw(&serde_json::json!({ "uri": uri }))),
+            ));
+            st.internal.insert(id, oneshot::channel().0);
+        }
+    }
+}
+
+impl Drop for HubSession {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// The version to tell a client: what it asked for if we speak it, but never newer than the
+/// server's.
+pub fn negotiate(asked: &str, server: &str) -> String {
+    if LEGACY_VERSIONS.contains(&asked) {
+        if asked <= server { asked } else { server }.to_owned()
+    } else {
+        server.to_owned()
+    }
+}
+
+fn fail_pending(hub: &Hub, which: impl Fn(&Pending) -> bool, reason: &str) {
+    let Ok(mut st) = hub.state.lock() else { return };
+    let ids: Vec<u64> = st
+        .pending
+        .iter()
+        .filter(|(_, p)| which(p))
+        .map(|(k, _)| *k)
+        .collect();
+    for up in ids {
+        if let Some(p) = st.pending.remove(&up) {
+            st.by_client.remove(&(p.session, p.client_id.clone()));
+            if let Some(t) = p.progress {
+                st.progress.remove(&t);
+            }
+            let m = Message::error(
+                p.client_id.clone(),
+                code::UPSTREAM_UNAVAILABLE,
+                reason,
+                None,
+            );
+            hub.deliver(&mut st, p.session, m, Some(p.client_id));
+        }
+    }
+}
+
+async fn read_upstream(
+    hub: Arc<Hub>,
+    mut rx: mpsc::Receiver<Inbound>,
+    status: watch::Sender<Status>,
+) {
+    let timeout = hub.options.request_timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let inbound = tokio::select! {
+            i = rx.recv() => i,
+            _ = tick.tick(), if timeout.is_some() => {
+                expire(&hub);
+                continue;
+            }
+        };
+        match inbound {
+            Some(Inbound::Message { msg, .. }) => route_inbound(&hub, msg),
+            Some(Inbound::Closed(reason)) => {
+                close_all(&hub, &status, reason);
+                return;
+            }
+            None => {
+                close_all(&hub, &status, "the server link ended".into());
+                return;
+            }
+        }
+    }
+}
+
+fn close_all(hub: &Hub, status: &watch::Sender<Status>, reason: String) {
+    tracing::warn!("server gone: {reason}");
+    status.send_replace(Status::Failed(reason.clone()));
+    fail_pending(hub, |_| true, &reason);
+    if let Ok(mut st) = hub.state.lock() {
+        st.internal.clear();
+    }
+}
+
+fn expire(hub: &Hub) {
+    let Some(t) = hub.options.request_timeout else {
+        return;
+    };
+    let now = Instant::now();
+    let Ok(mut st) = hub.state.lock() else { return };
+    let ids: Vec<u64> = st
+        .pending
+        .iter()
+        .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
+        .map(|(k, _)| *k)
+        .collect();
+    for up in ids {
+        let Some(p) = st.pending.remove(&up) else {
+            continue;
+        };
+        st.by_client.remove(&(p.session, p.client_id.clone()));
+        if let Some(tok) = p.progress {
+            st.progress.remove(&tok);
+        }
+        hub.send_upstream(cancelled(&Id::number(up), "timed out"));
+        let msg = Message::error(
+            p.client_id.clone(),
+            code::UPSTREAM_TIMEOUT,
+            &format!(
+                "the server did not answer within {}s (--timeout)",
+                t.as_secs()
+            ),
+            None,
+        );
+        hub.deliver(&mut st, p.session, msg, Some(p.client_id));
+    }
+}
+
+fn route_inbound(hub: &Hub, mut msg: Message) {
+    let Ok(mut st) = hub.state.lock() else { return };
+    if msg.is_response() {
+        let Some(up) = msg.id().and_then(|i| i.as_u64()) else {
+            tracing::debug!("server answered an id the proxy never sent");
+            return;
+        };
+        if let Some(waiter) = st.internal.remove(&up) {
+            let _ = waiter.send(msg);
+            return;
+        }
+        let Some(p) = st.pending.remove(&up) else {
+            return;
+        };
+        st.by_client.remove(&(p.session, p.client_id.clone()));
+        if let Some(t) = p.progress {
+            st.progress.remove(&t);
+        }
+        msg.set_id(&p.client_id);
+        hub.deliver(&mut st, p.session, msg, Some(p.client_id));
+        return;
+    }
+    if msg.is_request() {
+        return server_request(hub, &mut st, msg);
+    }
+    let timeout = hub.options.request_timeout;
+    match msg.method().unwrap_or("") {
+        "notifications/progress" => {
+            let Some(token) = msg.notification_progress_token() else {
+                return;
+            };
+            let Some((session, original)) = st.progress.get(&token).cloned() else {
+                return;
+            };
+            msg.set_param("progressToken", original.to_raw());
+            let related = token.as_u64().and_then(|up| {
+                let p = st.pending.get_mut(&up)?;
+                p.deadline = timeout.map(|t| Instant::now() + t);
+                Some(p.client_id.clone())
+            });
+            hub.deliver(&mut st, session, msg, related);
+        }
+        "notifications/cancelled" => {
+            // The server gave up on one of its own requests.
+            let Some(id) = msg.cancelled_request_id() else {
+                return;
+            };
+            if let Some(session) = st.server_requests.remove(&id) {
+                hub.deliver(&mut st, session, msg, None);
+            }
+        }
+        "notifications/resources/updated" => {
+            let uri = msg
+                .params_as::<Value>()
+                .and_then(|p| p.get("uri")?.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let subs: Vec<u64> = st
+                .subscriptions
+                .get(&uri)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            for s in subs {
+                hub.deliver(&mut st, s, msg.clone(), None);
+            }
+        }
+        "notifications/message" => {
+            let level = msg
+                .params_as::<Value>()
+                .and_then(|p| p.get("level")?.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let targets: Vec<u64> = st
+                .sessions
+                .iter()
+                .filter(|(_, e)| {
+                    e.level
+                        .as_deref()
+                        .is_none_or(|l| level_rank(&level) >= level_rank(l))
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            for s in targets {
+                hub.deliver(&mut st, s, msg.clone(), None);
+            }
+        }
+        _ => {
+            let all: Vec<u64> = st.sessions.keys().copied().collect();
+            for s in all {
+                hub.deliver(&mut st, s, msg.clone(), None);
+            }
+        }
+    }
+}
+
+/// The capability a client needs to answer a server request.
+fn needed_capability(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+fn server_request(hub: &Hub, st: &mut State, msg: Message) {
+    let Some(id) = msg.id() else { return };
+    let method = msg.method().unwrap_or("").to_owned();
+    if method == "ping" {
+        hub.send_upstream(Message::response(id, to_raw(&serde_json::json!({}))));
+        return;
+    }
+    let cap = needed_capability(&method);
+    let can = |s: &u64| {
+        cap.is_none_or(|c| {
+            st.sessions
+                .get(s)
+                .is_some_and(|e| e.capabilities.get(c).is_some())
+        })
+    };
+    // The session whose request the server is working on; the latest one if several are.
+    let mut busy: Vec<&Pending> = st
+        .pending
+        .values()
+        .filter(|p| st.sessions.contains_key(&p.session))
+        .collect();
+    busy.sort_by_key(|p| std::cmp::Reverse(p.seq));
+    let chosen = busy
+        .iter()
+        .find(|p| can(&p.session))
+        .map(|p| (p.session, Some(p.client_id.clone())))
+        .or_else(|| {
+            // Not caused by a request (roots after list_changed): any capable session.
+            st.sessions
+                .keys()
+                .copied()
+                .filter(|s| can(s))
+                .max()
+                .map(|s| (s, None))
+        });
+    let Some((session, related)) = chosen else {
+        let why = match cap {
+            Some(c) => format!("no connected client supports {c}"),
+            None => "no connected client to answer".to_owned(),
+        };
+        hub.send_upstream(Message::error(id, code::METHOD_NOT_FOUND, &why, None));
+        return;
+    };
+    if let Some(r) = &related {
+        if let Some(up) = st.by_client.get(&(session, r.clone())).copied() {
+            if let Some(p) = st.pending.get_mut(&up) {
+                p.deadline = hub.options.request_timeout.map(|t| Instant::now() + t);
+            }
+        }
+    }
+    st.server_requests.insert(id, session);
+    hub.deliver(st, session, msg, related);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::negotiate;
+
+    #[test]
+    fn versions_never_exceed_the_servers() {
+        assert_eq!(negotiate("2025-06-18", "2025-11-25"), "2025-06-18");
+        assert_eq!(negotiate("2025-11-25", "2025-03-26"), "2025-03-26");
+        assert_eq!(negotiate("1999-01-01", "2025-03-26"), "2025-03-26");
+    }
+}

@@ -1,0 +1,115 @@
+//! Routes: what a client session talks to.
+//!
+//! - [`pipe::Pipe`]: the session has an upstream link of its own and messages pass through
+//!   untouched (ids included).
+//! - [`hub::Hub`]: one upstream link shared by many sessions; ids and progress tokens are
+//!   remapped so that every answer, notification and server request reaches the right session.
+
+pub mod hub;
+pub mod pipe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::jsonrpc::{Id, Message};
+use crate::transport::{Limits, Target};
+
+/// A message on its way to a client. `related` names the client's request it belongs to
+/// (a progress notification, or a server request made while handling it), so that the HTTP
+/// front end can send it on that request's stream.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub msg: Message,
+    pub related: Option<Id>,
+}
+
+impl Outgoing {
+    pub fn new(msg: Message, related: Option<Id>) -> Self {
+        Outgoing { msg, related }
+    }
+}
+
+/// Where a session's messages to the client go.
+pub type SessionTx = mpsc::Sender<Outgoing>;
+
+/// How many messages may wait for one client before it counts as stuck.
+pub const SESSION_QUEUE: usize = 1024;
+
+/// Settings every route shares.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteOptions {
+    pub limits: Limits,
+    /// How long a request may go without any sign of life from the server.
+    pub request_timeout: Option<Duration>,
+}
+
+/// What new sessions connect to.
+#[derive(Clone)]
+pub enum Backend {
+    /// Each session opens its own link to the target.
+    PerSession {
+        target: Arc<Target>,
+        options: RouteOptions,
+    },
+    /// All sessions share one link.
+    Shared(Arc<hub::Hub>),
+}
+
+impl Backend {
+    pub async fn open(&self, tx: SessionTx) -> Result<Route, String> {
+        match self {
+            Backend::PerSession { target, options } => pipe::Pipe::open(target, *options, tx)
+                .await
+                .map(Route::Pipe),
+            Backend::Shared(hub) => Ok(Route::Shared(hub.attach(tx))),
+        }
+    }
+
+    /// End shared links (per-session ones end with their sessions).
+    pub async fn shutdown(&self) {
+        if let Backend::Shared(hub) = self {
+            hub.shutdown().await;
+        }
+    }
+}
+
+/// One session's connection to its backend.
+pub enum Route {
+    Pipe(pipe::Pipe),
+    Shared(hub::HubSession),
+}
+
+impl Route {
+    pub async fn send(&self, msg: Message) {
+        match self {
+            Route::Pipe(p) => p.send(msg).await,
+            Route::Shared(s) => s.send(msg).await,
+        }
+    }
+
+    /// End the session: requests still in flight are cancelled upstream.
+    pub async fn close(&self) {
+        match self {
+            Route::Pipe(p) => p.close().await,
+            Route::Shared(s) => s.close(),
+        }
+    }
+}
+
+/// Log levels in increasing severity (RFC 5424, as MCP names them).
+pub const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+pub fn level_rank(level: &str) -> usize {
+    LOG_LEVELS.iter().position(|l| *l == level).unwrap_or(0)
+}

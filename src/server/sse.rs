@@ -1,0 +1,172 @@
+//! HTTP+SSE for clients (revision 2024-11-05): `GET /sse` opens a session whose stream first
+//! names the endpoint to POST to (`/messages?sessionId=…`), then carries every message.
+//! The session, and whatever it has in flight, ends when the stream closes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+use tokio::sync::mpsc;
+
+use super::streamable::read_limited;
+use super::{AppState, sse_body};
+use crate::jsonrpc::Message;
+use crate::route::{Outgoing, Route, SESSION_QUEUE};
+
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Route>>>,
+}
+
+impl Sessions {
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub async fn close_all(&self) {
+        let all: Vec<Arc<Route>> = self
+            .map
+            .lock()
+            .map(|mut m| m.drain().map(|(_, r)| r).collect())
+            .unwrap_or_default();
+        for r in all {
+            r.close().await;
+        }
+    }
+}
+
+/// Ends the session when its stream is dropped (the client went away).
+struct SessionEnd {
+    state: Arc<AppState>,
+    id: String,
+}
+
+impl Drop for SessionEnd {
+    fn drop(&mut self) {
+        let route = self
+            .state
+            .sse
+            .map
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&self.id));
+        if let Some(route) = route {
+            tracing::debug!(session = %self.id, "SSE client disconnected");
+            tokio::spawn(async move { route.close().await });
+        }
+    }
+}
+
+pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: Accept must list text/event-stream",
+        )
+            .into_response();
+    }
+    let (tx, rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
+    let route = match state.backend.open(tx).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::error!("{e}");
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("cannot reach the server: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let id = super::new_session_id();
+    if let Ok(mut m) = state.sse.map.lock() {
+        m.insert(id.clone(), route);
+    }
+    let endpoint = format!("/messages?sessionId={id}");
+    let end = SessionEnd {
+        state: state.clone(),
+        id,
+    };
+    let first = sse_body::event(Some("endpoint"), None, &endpoint);
+    struct St {
+        rx: mpsc::Receiver<Outgoing>,
+        first: Option<Bytes>,
+        end: SessionEnd,
+    }
+    let stream = futures_util::stream::unfold(
+        St {
+            rx,
+            first: Some(first),
+            end,
+        },
+        |mut st| async move {
+            if let Some(f) = st.first.take() {
+                return Some((Ok(f), st));
+            }
+            let shutdown = st.end.state.shutdown.clone();
+            tokio::select! {
+                o = st.rx.recv() => {
+                    let o = o?;
+                    let mut chunk = sse_body::event(Some("message"), None, &o.msg.to_json()).to_vec();
+                    while let Ok(more) = st.rx.try_recv() {
+                        chunk.extend_from_slice(&sse_body::event(Some("message"), None, &more.msg.to_json()));
+                    }
+                    Some((Ok(Bytes::from(chunk)), st))
+                }
+                _ = tokio::time::sleep(sse_body::KEEP_ALIVE) => Some((Ok(Bytes::from_static(sse_body::PING)), st)),
+                _ = shutdown.cancelled() => None,
+            }
+        },
+    );
+    sse_body::response(stream, &[])
+}
+
+#[derive(serde::Deserialize)]
+pub struct SessionQuery {
+    #[serde(rename = "sessionId", alias = "session_id")]
+    session_id: Option<String>,
+}
+
+pub async fn message(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<SessionQuery>,
+    body: Body,
+) -> Response {
+    let Some(id) = q.session_id else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Bad Request: sessionId is required",
+        )
+            .into_response();
+    };
+    let route = state.sse.map.lock().ok().and_then(|m| m.get(&id).cloned());
+    let Some(route) = route else {
+        return (StatusCode::NOT_FOUND, "Session not found").into_response();
+    };
+    let body = match read_limited(body, state.options.max_message_size).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match Message::parse(&body) {
+        Ok(p) => {
+            for m in p.into_messages() {
+                route.send(m).await;
+            }
+            (StatusCode::ACCEPTED, "Accepted").into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            e.to_response().to_json(),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,769 @@
+//! Streamable HTTP for clients (revisions 2025-03-26 to 2025-11-25) at `/mcp`.
+//!
+//! Each session keeps its outgoing messages in per-stream buffers: one stream per POST that
+//! carries requests, and the standalone stream that GET attaches to. A writer sends a
+//! stream's events as they come; a client that lost a stream reconnects with
+//! `Last-Event-ID` and gets the rest. A POST whose first outgoing message is its own answer
+//! is answered as plain JSON, with no stream at all.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{AppState, sse_body};
+use crate::jsonrpc::{Id, Message, Payload, batch_to_json, code};
+use crate::route::hub::LEGACY_VERSIONS;
+use crate::route::{Outgoing, Route, SESSION_QUEUE};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Streams whose answers were never read, kept per session for resumption.
+const MAX_STREAMS: usize = 256;
+
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.lock().ok()?.get(id).cloned()
+    }
+    fn insert(&self, s: Arc<Session>) {
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(s.id.clone(), s);
+        }
+    }
+    fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.lock().ok()?.remove(id)
+    }
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub async fn close_all(&self) {
+        let all: Vec<Arc<Session>> = self
+            .map
+            .lock()
+            .map(|mut m| m.drain().map(|(_, s)| s).collect())
+            .unwrap_or_default();
+        for s in all {
+            s.close().await;
+        }
+    }
+}
+
+struct StreamBuf {
+    events: VecDeque<(u64, Arc<Message>)>,
+    next_seq: u64,
+    /// Requests of this stream's POST not answered yet (empty for the standalone stream).
+    outstanding: HashSet<Id>,
+    finished: bool,
+    notify: Arc<Notify>,
+    /// Bumped when a new writer takes the stream over; older writers stop.
+    generation: u64,
+}
+
+impl StreamBuf {
+    fn new(outstanding: HashSet<Id>) -> Self {
+        StreamBuf {
+            events: VecDeque::new(),
+            next_seq: 0,
+            outstanding,
+            finished: false,
+            notify: Arc::new(Notify::new()),
+            generation: 0,
+        }
+    }
+}
+
+struct Inner {
+    streams: HashMap<u64, StreamBuf>,
+    waiters: HashMap<Id, u64>,
+    next_stream: u64,
+}
+
+const STANDALONE: u64 = 0;
+
+pub struct Session {
+    id: String,
+    route: Mutex<Option<Arc<Route>>>,
+    inner: Mutex<Inner>,
+    last_active: Mutex<Instant>,
+    writers: std::sync::atomic::AtomicUsize,
+    closed: CancellationToken,
+    replay_events: usize,
+}
+
+impl Session {
+    fn route(&self) -> Option<Arc<Route>> {
+        self.route.lock().ok()?.clone()
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_active.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    async fn close(&self) {
+        self.closed.cancel();
+        let route = self.route.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = route {
+            r.close().await;
+        }
+    }
+
+    /// Put a message from the backend on the stream it belongs to.
+    fn dispatch(&self, o: Outgoing) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let Inner {
+            streams, waiters, ..
+        } = &mut *inner;
+        let msg = o.msg;
+        let target = if msg.is_response() {
+            let Some(id) = msg.id() else { return };
+            let Some(s) = waiters.remove(&id) else {
+                tracing::debug!(%id, "answer for a request nobody waits for; dropped");
+                return;
+            };
+            if let Some(buf) = streams.get_mut(&s) {
+                buf.outstanding.remove(&id);
+                if buf.outstanding.is_empty() {
+                    buf.finished = true;
+                }
+            }
+            s
+        } else {
+            o.related
+                .and_then(|r| waiters.get(&r).copied())
+                .unwrap_or(STANDALONE)
+        };
+        let Some(buf) = streams.get_mut(&target) else {
+            return;
+        };
+        buf.events.push_back((buf.next_seq, Arc::new(msg)));
+        buf.next_seq += 1;
+        if buf.events.len() > self.replay_events {
+            buf.events.pop_front();
+            if target == STANDALONE {
+                tracing::warn!(session = %self.id, "client is not reading its stream; dropped the oldest message");
+            }
+        }
+        buf.notify.notify_one();
+    }
+
+    fn open_stream(&self, requests: HashSet<Id>) -> u64 {
+        let Ok(mut inner) = self.inner.lock() else {
+            return u64::MAX;
+        };
+        inner.next_stream += 1;
+        let sid = inner.next_stream;
+        for id in &requests {
+            inner.waiters.insert(id.clone(), sid);
+        }
+        inner.streams.insert(sid, StreamBuf::new(requests));
+        if inner.streams.len() > MAX_STREAMS {
+            // Forget the oldest finished stream nobody came back for.
+            if let Some(old) = inner
+                .streams
+                .iter()
+                .filter(|(k, b)| **k != STANDALONE && b.finished)
+                .map(|(k, _)| *k)
+                .min()
+            {
+                inner.streams.remove(&old);
+            }
+        }
+        sid
+    }
+
+    fn drop_stream(&self, sid: u64) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if let Some(buf) = inner.streams.remove(&sid) {
+                for id in buf.outstanding {
+                    inner.waiters.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// Remove sessions that nobody used for `--session-timeout`.
+pub fn spawn_reaper(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let timeout = state.options.session_timeout;
+        let mut tick = tokio::time::interval(Duration::from_secs(10).min(timeout));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = state.shutdown.cancelled() => return,
+            }
+            let stale: Vec<String> = state
+                .streamable
+                .map
+                .lock()
+                .map(|m| {
+                    m.values()
+                        .filter(|s| {
+                            s.writers.load(std::sync::atomic::Ordering::Relaxed) == 0
+                                && s.last_active
+                                    .lock()
+                                    .map(|t| t.elapsed() > timeout)
+                                    .unwrap_or(false)
+                        })
+                        .map(|s| s.id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in stale {
+                if let Some(s) = state.streamable.remove(&id) {
+                    tracing::info!(session = %id, "session expired after {}s idle", timeout.as_secs());
+                    s.close().await;
+                }
+            }
+        }
+    });
+}
+
+// === errors ===
+
+fn http_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = Message::error(Id::null(), code, message, None).to_json();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(headers: &HeaderMap, essence: &str) -> bool {
+    let Some(accept) = header_str(headers, "accept") else {
+        return false;
+    };
+    accept.split(',').any(|part| {
+        let t = part.split(';').next().unwrap_or("").trim();
+        t.eq_ignore_ascii_case(essence)
+            || t == "*/*"
+            || (t.ends_with("/*") && essence.starts_with(&t[..t.len() - 1]))
+    })
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), Response> {
+    match header_str(headers, VERSION_HEADER) {
+        Some(v) if !LEGACY_VERSIONS.contains(&v) => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            &format!(
+                "Bad Request: unsupported MCP-Protocol-Version `{v}` (supported: {})",
+                LEGACY_VERSIONS.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Read the request body, refusing more than `max` bytes.
+pub async fn read_limited(body: Body, max: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, max).await.map_err(|_| {
+        http_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::MESSAGE_TOO_LARGE,
+            &format!("message exceeds --max-message-size ({max} bytes)"),
+        )
+    })
+}
+
+fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let Some(id) = header_str(headers, SESSION_HEADER) else {
+        return Err(http_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        ));
+    };
+    state.streamable.get(id).ok_or_else(|| {
+        http_error(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            "Session not found (it ended or expired); initialize a new one",
+        )
+    })
+}
+
+// === handlers ===
+
+pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    if !header_str(&headers, "content-type").is_some_and(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    }) {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: Accept must list application/json and text/event-stream",
+        );
+    }
+    let body = match read_limited(body, state.options.max_message_size).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let payload = match Message::parse(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                e.to_response().to_json(),
+            )
+                .into_response();
+        }
+    };
+    let is_batch = matches!(payload, Payload::Batch(_));
+    let messages = payload.into_messages();
+    let has_init = messages
+        .iter()
+        .any(|m| m.is_request() && m.method() == Some("initialize"));
+    if has_init && messages.len() > 1 {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: initialize must be sent alone",
+        );
+    }
+    if !has_init {
+        if let Err(r) = check_version(&headers) {
+            return r;
+        }
+    }
+    let (session, new_session) = if state.options.stateless || has_init {
+        match new_session(&state).await {
+            Ok(s) => (s, true),
+            Err(reason) => {
+                let answers: Vec<Message> = messages
+                    .iter()
+                    .filter_map(|m| crate::transport::undeliverable(m, &reason))
+                    .collect();
+                return json_response(StatusCode::OK, &answers, is_batch, None);
+            }
+        }
+    } else {
+        match session_of(&state, &headers) {
+            Ok(s) => (s, false),
+            Err(r) => return r,
+        }
+    };
+    session.touch();
+    let ephemeral = state.options.stateless;
+    let session_header = (new_session && !ephemeral).then(|| session.id.clone());
+    if new_session && !ephemeral {
+        state.streamable.insert(session.clone());
+    }
+    let requests: HashSet<Id> = messages
+        .iter()
+        .filter(|m| m.is_request())
+        .filter_map(Message::id)
+        .collect();
+    let Some(route) = session.route() else {
+        return http_error(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            "Session not found",
+        );
+    };
+    if requests.is_empty() {
+        for m in messages {
+            route.send(m).await;
+        }
+        if ephemeral {
+            session.close().await;
+        }
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let single = !is_batch && requests.len() == 1;
+    let sid = session.open_stream(requests);
+    let guard = StreamGuard {
+        session: session.clone(),
+        sid,
+        armed: true,
+        ephemeral,
+    };
+    for m in messages {
+        route.send(m).await;
+    }
+    // Wait for the first outgoing message of this POST to choose JSON or SSE.
+    let notify = session
+        .inner
+        .lock()
+        .ok()
+        .and_then(|i| i.streams.get(&sid).map(|b| b.notify.clone()));
+    let Some(notify) = notify else {
+        return http_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL_ERROR,
+            "stream vanished",
+        );
+    };
+    loop {
+        let first = session.inner.lock().ok().and_then(|i| {
+            let b = i.streams.get(&sid)?;
+            Some((
+                b.events.front().map(|(_, m)| m.clone()),
+                b.finished,
+                b.events.len(),
+            ))
+        });
+        match first {
+            None => {
+                return http_error(
+                    StatusCode::NOT_FOUND,
+                    code::INVALID_REQUEST,
+                    "Session ended",
+                );
+            }
+            Some((Some(m), true, 1)) if single && m.is_response() => {
+                let mut guard = guard;
+                guard.finish();
+                session.drop_stream(sid);
+                if ephemeral {
+                    session.close().await;
+                }
+                return json_response(
+                    StatusCode::OK,
+                    std::slice::from_ref(&m),
+                    false,
+                    session_header,
+                );
+            }
+            Some((Some(_), _, _)) => break,
+            Some((None, _, _)) => {}
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = session.closed.cancelled() => {
+                return http_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Session ended");
+            }
+        }
+    }
+    notify.notify_one();
+    let mut guard = guard;
+    guard.finish();
+    let stream = writer(state.clone(), session.clone(), sid, 0, ephemeral);
+    let mut extra = vec![];
+    if let Some(id) = session_header {
+        extra.push((SESSION_HEADER, id));
+    }
+    sse_body::response(stream, &extra)
+}
+
+/// Forgets a POST's stream if the client goes away before an answer was chosen.
+struct StreamGuard {
+    session: Arc<Session>,
+    sid: u64,
+    armed: bool,
+    ephemeral: bool,
+}
+
+impl StreamGuard {
+    fn finish(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.session.drop_stream(self.sid);
+            if self.ephemeral {
+                let s = self.session.clone();
+                tokio::spawn(async move { s.close().await });
+            }
+        }
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    messages: &[Message],
+    batch: bool,
+    session: Option<String>,
+) -> Response {
+    let body = if batch || messages.len() != 1 {
+        batch_to_json(messages)
+    } else {
+        messages[0].to_json()
+    };
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(id) = session.and_then(|s| http::HeaderValue::from_str(&s).ok()) {
+        resp.headers_mut().insert(SESSION_HEADER, id);
+    }
+    resp
+}
+
+async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
+    let route = state.backend.open(tx).await?;
+    let mut streams = HashMap::new();
+    streams.insert(STANDALONE, StreamBuf::new(HashSet::new()));
+    let session = Arc::new(Session {
+        id: super::new_session_id(),
+        route: Mutex::new(Some(Arc::new(route))),
+        inner: Mutex::new(Inner {
+            streams,
+            waiters: HashMap::new(),
+            next_stream: STANDALONE,
+        }),
+        last_active: Mutex::new(Instant::now()),
+        writers: Default::default(),
+        closed: CancellationToken::new(),
+        replay_events: state.options.replay_events.max(1),
+    });
+    let weak = Arc::downgrade(&session);
+    let closed = session.closed.clone();
+    tokio::spawn(async move {
+        loop {
+            let o = tokio::select! {
+                o = rx.recv() => o,
+                _ = closed.cancelled() => return,
+            };
+            let Some(o) = o else { return };
+            let Some(s) = weak.upgrade() else { return };
+            s.dispatch(o);
+        }
+    });
+    if !state.options.stateless {
+        tracing::debug!(session = %session.id, "session started");
+    }
+    Ok(session)
+}
+
+/// The SSE body for stream `sid` of `session`, from event `from` on.
+fn writer(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    sid: u64,
+    from: u64,
+    ephemeral: bool,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let generation = session.inner.lock().ok().and_then(|mut i| {
+        let b = i.streams.get_mut(&sid)?;
+        b.generation += 1;
+        b.notify.notify_one();
+        Some(b.generation)
+    });
+    session
+        .writers
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let counter = WriterCount(session.clone());
+    struct St {
+        state: Arc<AppState>,
+        session: Arc<Session>,
+        next: u64,
+        done: bool,
+        _count: WriterCount,
+    }
+    let st = St {
+        state,
+        session,
+        next: from,
+        done: generation.is_none(),
+        _count: counter,
+    };
+    futures_util::stream::unfold(st, move |mut st| async move {
+        let generation = generation?;
+        loop {
+            if st.done {
+                if ephemeral {
+                    st.session.close().await;
+                }
+                return None;
+            }
+            let (chunk, notify) = {
+                let Ok(mut inner) = st.session.inner.lock() else {
+                    return None;
+                };
+                let Some(b) = inner.streams.get_mut(&sid) else {
+                    return None;
+                };
+                if b.generation != generation {
+                    return None; // another connection took this stream over
+                }
+                let mut out = Vec::new();
+                for (seq, m) in b.events.iter() {
+                    if *seq >= st.next {
+                        let id = format!("{sid}-{seq}");
+                        out.extend_from_slice(&sse_body::event(
+                            Some("message"),
+                            Some(&id),
+                            &m.to_json(),
+                        ));
+                        st.next = seq + 1;
+                    }
+                }
+                if b.finished && st.next >= b.next_seq {
+                    st.done = true;
+                    if sid != STANDALONE {
+                        inner.streams.remove(&sid);
+                    }
+                }
+                (out, b_notify(&inner, sid))
+            };
+            if !chunk.is_empty() {
+                st.session.touch();
+                return Some((Ok(Bytes::from(chunk)), st));
+            }
+            let Some(notify) = notify else {
+                if st.done {
+                    continue;
+                }
+                return None;
+            };
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(sse_body::KEEP_ALIVE) => {
+                    return Some((Ok(Bytes::from_static(sse_body::PING)), st));
+                }
+                _ = st.session.closed.cancelled() => return None,
+                _ = st.state.shutdown.cancelled() => return None,
+            }
+        }
+    })
+}
+
+fn b_notify(inner: &Inner, sid: u64) -> Option<Arc<Notify>> {
+    inner.streams.get(&sid).map(|b| b.notify.clone())
+}
+
+struct WriterCount(Arc<Session>);
+
+impl Drop for WriterCount {
+    fn drop(&mut self) {
+        self.0
+            .writers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.options.stateless {
+        return http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "Method Not Allowed: stateless server",
+        );
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: Accept must list text/event-stream",
+        );
+    }
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    let session = match session_of(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    session.touch();
+    let (sid, from) = match header_str(&headers, "last-event-id") {
+        Some(last) => {
+            let parsed = last
+                .split_once('-')
+                .and_then(|(s, n)| Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+            let known = parsed.filter(|(s, _)| {
+                session
+                    .inner
+                    .lock()
+                    .map(|i| i.streams.contains_key(s))
+                    .unwrap_or(false)
+            });
+            match known {
+                Some((s, n)) => (s, n + 1),
+                None => {
+                    return http_error(
+                        StatusCode::BAD_REQUEST,
+                        code::INVALID_REQUEST,
+                        "Bad Request: Last-Event-ID names no stream this session can resume",
+                    );
+                }
+            }
+        }
+        None => (STANDALONE, 0),
+    };
+    let stream = writer(state.clone(), session, sid, from, false);
+    sse_body::response(stream, &[])
+}
+
+pub async fn delete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.options.stateless {
+        return http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "Method Not Allowed: stateless server",
+        );
+    }
+    let Some(id) = header_str(&headers, SESSION_HEADER) else {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    match state.streamable.remove(id) {
+        Some(s) => {
+            tracing::debug!(session = %id, "session ended by the client");
+            s.close().await;
+            StatusCode::OK.into_response()
+        }
+        None => http_error(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            "Session not found",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_lists() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "accept",
+            "application/json, text/event-stream".parse().unwrap(),
+        );
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert("accept", "application/json".parse().unwrap());
+        assert!(!accepts(&h, "text/event-stream"));
+        h.insert("accept", "*/*".parse().unwrap());
+        assert!(accepts(&h, "text/event-stream"));
+        h.insert("accept", "text/*;q=0.5, application/*".parse().unwrap());
+        assert!(accepts(&h, "text/event-stream") && accepts(&h, "application/json"));
+    }
+}

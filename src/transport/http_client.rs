@@ -1,0 +1,219 @@
+//! HTTP towards a server: picks Streamable HTTP or HTTP+SSE (the `auto` probe) and owns the
+//! shared pieces both use: the HTTP client, headers, bounded body and SSE reading.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+
+use super::sse_client::SseLink;
+use super::streamable_client::{PostOutcome, StreamableLink};
+use super::{ConnectError, Connection, HttpTransport, Inbound, Limits, UrlSpec};
+use crate::jsonrpc::Message;
+
+/// What both HTTP links need.
+#[derive(Clone)]
+pub struct HttpContext {
+    pub client: reqwest::Client,
+    pub spec: Arc<UrlSpec>,
+    pub headers: reqwest::header::HeaderMap,
+    pub limits: Limits,
+    pub in_tx: mpsc::Sender<Inbound>,
+}
+
+impl HttpContext {
+    pub async fn deliver(&self, msg: Message, related: Option<crate::jsonrpc::Id>) {
+        let _ = self.in_tx.send(Inbound::Message { msg, related }).await;
+    }
+    /// Answer `msg` (when it is a request) with an error: it could not be delivered.
+    pub async fn fail(&self, msg: &Message, reason: &str) {
+        tracing::warn!(method = msg.method().unwrap_or(""), "{reason}");
+        if let Some(answer) = super::undeliverable(msg, reason) {
+            self.deliver(answer, None).await;
+        }
+    }
+}
+
+pub fn build_headers(spec: &UrlSpec) -> Result<reqwest::header::HeaderMap, ConnectError> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in &spec.headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| ConnectError::Other(format!("invalid header name `{k}`")))?;
+        let value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|_| ConnectError::Other(format!("invalid value for header `{k}`")))?;
+        let mut value = value;
+        if name == reqwest::header::AUTHORIZATION || k.to_ascii_lowercase().contains("key") {
+            value.set_sensitive(true);
+        }
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Open a link to an HTTP server. Nothing is sent until the first message: the first
+/// message (normally `initialize`) is also the probe that picks the transport.
+pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectError> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(spec.connect_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ConnectError::Other(format!("cannot build HTTP client: {e}")))?;
+    let headers = build_headers(spec)?;
+    let (out_tx, out_rx) = mpsc::channel::<Message>(256);
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
+    let describe = Arc::new(std::sync::Mutex::new(format!("http ({})", spec.url)));
+    let ctx = HttpContext {
+        client,
+        spec: Arc::new(spec.clone()),
+        headers,
+        limits,
+        in_tx,
+    };
+    let task = tokio::spawn(run(ctx, out_rx, describe.clone()));
+    Ok(Connection {
+        tx: out_tx,
+        rx: in_rx,
+        task,
+        describe,
+    })
+}
+
+enum Mode {
+    Undecided,
+    Streamable(StreamableLink),
+    Sse(SseLink),
+}
+
+async fn run(
+    ctx: HttpContext,
+    mut out_rx: mpsc::Receiver<Message>,
+    describe: Arc<std::sync::Mutex<String>>,
+) {
+    let mut mode = match ctx.spec.transport {
+        HttpTransport::Auto => Mode::Undecided,
+        HttpTransport::Streamablehttp => Mode::Streamable(StreamableLink::new(ctx.clone())),
+        HttpTransport::Sse => Mode::Sse(SseLink::new(ctx.clone())),
+    };
+    let set_describe = |s: String| {
+        if let Ok(mut d) = describe.lock() {
+            *d = s;
+        }
+    };
+    while let Some(msg) = out_rx.recv().await {
+        match &mut mode {
+            Mode::Undecided => {
+                let link = StreamableLink::new(ctx.clone());
+                match link.probe(msg).await {
+                    PostOutcome::Done => {
+                        tracing::info!(url = %ctx.spec.url, "server speaks Streamable HTTP");
+                        set_describe(format!("streamable-http ({})", ctx.spec.url));
+                        mode = Mode::Streamable(link);
+                    }
+                    PostOutcome::Refused(msg, status) => {
+                        tracing::info!(
+                            url = %ctx.spec.url,
+                            "POST answered HTTP {status}; trying HTTP+SSE (revision 2024-11-05)"
+                        );
+                        set_describe(format!("sse ({})", ctx.spec.url));
+                        let sse = SseLink::new(ctx.clone());
+                        sse.send(msg).await;
+                        mode = Mode::Sse(sse);
+                    }
+                }
+            }
+            Mode::Streamable(link) => link.send(msg).await,
+            Mode::Sse(link) => link.send(msg).await,
+        }
+    }
+    match mode {
+        Mode::Streamable(link) => link.close().await,
+        Mode::Sse(link) => link.close().await,
+        Mode::Undecided => {}
+    }
+}
+
+/// Read a whole body, refusing more than `max` bytes.
+pub async fn read_body(resp: reqwest::Response, max: usize) -> Result<Bytes, String> {
+    if resp.content_length().is_some_and(|n| n as usize > max) {
+        return Err(format!(
+            "response body is larger than --max-message-size ({max} bytes)"
+        ));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("reading response body: {e}"))?;
+        if buf.len() + chunk.len() > max {
+            return Err(format!(
+                "response body is larger than --max-message-size ({max} bytes)"
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// A short, printable excerpt of an error body.
+pub async fn body_excerpt(resp: reqwest::Response) -> String {
+    match read_body(resp, 4096).await {
+        Ok(b) => {
+            let s = String::from_utf8_lossy(&b);
+            let s = s.trim();
+            if s.len() > 300 {
+                format!("{}…", &s[..s.floor_char_boundary(300)])
+            } else {
+                s.to_owned()
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Server-sent events of a response, with no event allowed to grow past `max` bytes.
+pub fn sse_events(
+    resp: reqwest::Response,
+    max: usize,
+) -> impl Stream<Item = Result<sse_stream::Sse, String>> + Send + Unpin {
+    let since_event = Arc::new(AtomicUsize::new(0));
+    let counter = since_event.clone();
+    let limit = max.saturating_add(64 * 1024);
+    let bytes = resp
+        .bytes_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            let seen = counter.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+            futures_util::future::ready(if seen > limit {
+                Err(std::io::Error::other(format!(
+                    "an event is larger than --max-message-size ({max} bytes)"
+                )))
+            } else {
+                Ok(chunk)
+            })
+        });
+    Box::pin(
+        sse_stream::SseByteStream::new(bytes)
+            .map_ok(move |ev| {
+                since_event.store(0, Ordering::Relaxed);
+                ev
+            })
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// Whether a response's content type is `essence`.
+pub fn content_type_is(resp: &reqwest::Response, essence: &str) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(essence)
+        })
+        .unwrap_or(false)
+}

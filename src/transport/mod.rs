@@ -1,0 +1,160 @@
+//! Transports turn a wire into a link: a place to send messages and a stream of messages back.
+//!
+//! Client side (towards a server): [`connect`] gives a [`Connection`] over a child's stdio,
+//! Streamable HTTP or HTTP+SSE. When a request cannot be delivered, the transport answers it
+//! itself with a JSON-RPC error, so callers never wait for an answer that cannot come.
+
+pub mod http_client;
+pub mod sse_client;
+pub mod stdio;
+pub mod streamable_client;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::jsonrpc::{Id, Message, code};
+
+/// Which HTTP transport to use towards a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HttpTransport {
+    /// Streamable HTTP first; HTTP+SSE when the server refuses it (the specification's probe).
+    Auto,
+    /// Streamable HTTP (revisions 2025-03-26 and later).
+    #[value(alias = "http", alias = "streamable-http")]
+    Streamablehttp,
+    /// HTTP+SSE (revision 2024-11-05).
+    Sse,
+}
+
+/// What to connect to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Command(CommandSpec),
+    Url(UrlSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub pass_environment: bool,
+    pub cwd: Option<PathBuf>,
+    /// Prefix for the child's stderr lines in our log.
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UrlSpec {
+    pub url: reqwest::Url,
+    pub transport: HttpTransport,
+    pub headers: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+}
+
+/// Limits every transport applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_size: usize,
+}
+
+/// Something that arrived from the server.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A message; `related` is the id of our request it belongs to, when the wire says so
+    /// (a Streamable HTTP response stream).
+    Message { msg: Message, related: Option<Id> },
+    /// The link is gone for good; the reason names what happened (exit status, HTTP error).
+    Closed(String),
+}
+
+/// A live link to one server.
+pub struct Connection {
+    pub tx: mpsc::Sender<Message>,
+    pub rx: mpsc::Receiver<Inbound>,
+    /// The task that owns the wire. Dropping `tx` asks it to end cleanly (close stdin,
+    /// end the HTTP session); awaiting it waits for that.
+    pub task: JoinHandle<()>,
+    /// What kind of wire this became (after the `auto` probe).
+    pub describe: Arc<std::sync::Mutex<String>>,
+}
+
+impl Connection {
+    /// End the link cleanly and wait (bounded) for the transport to finish.
+    pub async fn close(self) {
+        let Connection { tx, rx, task, .. } = self;
+        drop(tx);
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+    }
+}
+
+/// Errors while establishing a link.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot start `{program}`: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Open a link to `target`.
+pub async fn connect(target: &Target, limits: Limits) -> Result<Connection, ConnectError> {
+    match target {
+        Target::Command(spec) => stdio::spawn(spec, limits),
+        Target::Url(spec) => http_client::connect(spec, limits),
+    }
+}
+
+/// The error answer for a request that could not be delivered.
+pub fn undeliverable(msg: &Message, reason: &str) -> Option<Message> {
+    if !msg.is_request() {
+        return None;
+    }
+    Some(Message::error(
+        msg.id()?,
+        code::UPSTREAM_UNAVAILABLE,
+        reason,
+        None,
+    ))
+}
+
+/// Tracks requests we sent and have no answer for yet, so that a link that ends can answer
+/// each of them with an error.
+#[derive(Default)]
+pub struct InFlight {
+    ids: HashMap<Id, ()>,
+}
+
+impl InFlight {
+    pub fn sent(&mut self, msg: &Message) {
+        if msg.is_request() {
+            if let Some(id) = msg.id() {
+                self.ids.insert(id, ());
+            }
+        }
+    }
+    pub fn answered(&mut self, msg: &Message) {
+        if msg.is_response() {
+            if let Some(id) = msg.id() {
+                self.ids.remove(&id);
+            }
+        }
+    }
+    pub fn answered_id(&mut self, id: Option<Id>) {
+        if let Some(id) = id {
+            self.ids.remove(&id);
+        }
+    }
+    pub fn fail_all(&mut self, reason: &str) -> Vec<Message> {
+        self.ids
+            .drain()
+            .map(|(id, ())| Message::error(id, code::UPSTREAM_UNAVAILABLE, reason, None))
+            .collect()
+    }
+}

@@ -1,0 +1,354 @@
+//! The stdio wire: newline-delimited JSON-RPC over a child's stdin/stdout (client side), and
+//! the line framing that our own stdin/stdout front end shares.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::{CommandSpec, ConnectError, Connection, Inbound, Limits, undeliverable};
+use crate::jsonrpc::Message;
+
+/// Environment variables a child gets when the environment is not passed through
+/// (the same set the official SDKs use).
+const DEFAULT_ENV: &[&str] = &[
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR",
+];
+
+/// One line read with a size limit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Data(Vec<u8>),
+    /// The line was longer than the limit; it was read to its end and dropped.
+    TooLong(usize),
+}
+
+/// Read one `\n`-terminated line of at most `max` bytes. `Ok(None)` at end of input.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(if total == 0 {
+                None
+            } else if total > max {
+                Some(Line::TooLong(total))
+            } else {
+                Some(Line::Data(buf))
+            });
+        }
+        let (take, done) = match memchr_newline(chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let piece = if done { &chunk[..take - 1] } else { chunk };
+        total += piece.len();
+        if total <= max {
+            buf.extend_from_slice(piece);
+        } else if !buf.is_empty() {
+            buf = Vec::new();
+        }
+        reader.consume(take);
+        if done {
+            if total > max {
+                return Ok(Some(Line::TooLong(total)));
+            }
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Some(Line::Data(buf)));
+        }
+    }
+}
+
+fn memchr_newline(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+/// Writes messages as lines, flushing when no more are queued (batches writes under load).
+pub async fn write_lines<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut rx: mpsc::Receiver<Message>,
+    mut on_error: impl FnMut(Message, &std::io::Error),
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut failed = None;
+        while let Some(m) = next.take() {
+            let mut line = m.to_json().into_bytes();
+            line.push(b'\n');
+            if let Err(e) = w.write_all(&line).await {
+                on_error(m, &e);
+                failed = Some(e);
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if failed.is_none() {
+            if let Err(e) = w.flush().await {
+                tracing::debug!("flush failed: {e}");
+                failed = Some(e);
+            }
+        }
+        if failed.is_some() {
+            // The other end is gone: answer whatever is still queued, then stop.
+            rx.close();
+            while let Some(m) = rx.recv().await {
+                on_error(m, &std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+            }
+            return;
+        }
+    }
+    let _ = w.flush().await;
+}
+
+/// Start `spec` as a child process and link to its stdin/stdout.
+pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectError> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if !spec.pass_environment {
+        cmd.env_clear();
+        for key in DEFAULT_ENV {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    set_parent_death_signal(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, &e))?;
+    let pid = child.id();
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(ConnectError::Other("child stdio was not captured".into()));
+    };
+    tracing::info!(command = %spec.program, pid = pid.unwrap_or(0), "started server process");
+
+    let (out_tx, out_rx) = mpsc::channel::<Message>(256);
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
+    let describe = Arc::new(std::sync::Mutex::new(format!("stdio ({})", spec.program)));
+
+    let name = spec.name.clone();
+    tokio::spawn(async move {
+        let mut r = BufReader::new(stderr);
+        while let Ok(Some(line)) = read_line(&mut r, 64 * 1024).await {
+            if let Line::Data(bytes) = line {
+                let text = String::from_utf8_lossy(&bytes);
+                tracing::info!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
+            }
+        }
+    });
+
+    let reader_tx = in_tx.clone();
+    let max = limits.max_message_size;
+    let reader = tokio::spawn(async move {
+        let mut r = BufReader::with_capacity(64 * 1024, stdout);
+        loop {
+            match read_line(&mut r, max).await {
+                Ok(Some(Line::Data(bytes))) => {
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match Message::parse(&bytes) {
+                        Ok(p) => {
+                            for msg in p.into_messages() {
+                                let ev = Inbound::Message { msg, related: None };
+                                if reader_tx.send(ev).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                                .into_owned();
+                            tracing::warn!(
+                                "server wrote a line that is not JSON-RPC ({e}): {text}"
+                            );
+                        }
+                    }
+                }
+                Ok(Some(Line::TooLong(n))) => tracing::error!(
+                    "server sent a message of {n} bytes, over --max-message-size ({max}); dropped"
+                ),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("reading server stdout: {e}");
+                    return;
+                }
+            }
+        }
+    });
+
+    let task = tokio::spawn(run(child, pid, stdin, out_rx, in_tx, reader));
+    Ok(Connection {
+        tx: out_tx,
+        rx: in_rx,
+        task,
+        describe,
+    })
+}
+
+async fn run(
+    mut child: Child,
+    pid: Option<u32>,
+    stdin: tokio::process::ChildStdin,
+    out_rx: mpsc::Receiver<Message>,
+    in_tx: mpsc::Sender<Inbound>,
+    reader: tokio::task::JoinHandle<()>,
+) {
+    let err_tx = in_tx.clone();
+    let mut writer = tokio::spawn(write_lines(stdin, out_rx, move |m, e| {
+        if let Some(answer) = undeliverable(&m, &format!("cannot write to server process: {e}")) {
+            let _ = err_tx.try_send(Inbound::Message {
+                msg: answer,
+                related: None,
+            });
+        }
+    }));
+    let status = tokio::select! {
+        status = child.wait() => {
+            writer.abort();
+            Some(status)
+        }
+        _ = &mut writer => None,
+    };
+    let status = match status {
+        Some(s) => s,
+        None => {
+            // We were asked to end: stdin is closed now; give the server time to exit.
+            match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                Ok(s) => s,
+                Err(_) => {
+                    signal_group(pid, libc::SIGTERM);
+                    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                        Ok(s) => s,
+                        Err(_) => {
+                            signal_group(pid, libc::SIGKILL);
+                            child.wait().await
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // Anything the child started and left behind in its group goes with it.
+    signal_group(pid, libc::SIGTERM);
+    let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+    let reason = match status {
+        Ok(s) => describe_exit(s),
+        Err(e) => format!("server process could not be waited for: {e}"),
+    };
+    tracing::info!("{reason}");
+    let _ = in_tx.send(Inbound::Closed(reason)).await;
+    let pid_copy = pid;
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        signal_group(pid_copy, libc::SIGKILL);
+    });
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("server process exited with status {c}"),
+        (None, Some(sig)) => format!("server process was killed by signal {sig}"),
+        _ => "server process exited".into(),
+    }
+}
+
+fn spawn_error(spec: &CommandSpec, e: &std::io::Error) -> ConnectError {
+    let reason = match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            let path = spec
+                .env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var("PATH").ok())
+                .unwrap_or_default();
+            format!("command not found (PATH={path})")
+        }
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    };
+    ConnectError::Spawn {
+        program: spec.program.clone(),
+        reason,
+    }
+}
+
+/// Send `sig` to the child's whole process group (the child leads it).
+fn signal_group(pid: Option<u32>, sig: libc::c_int) {
+    let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which we ignore.
+    unsafe {
+        libc::killpg(pid, sig);
+    }
+}
+
+/// Ask the kernel to end the child when this process dies, even by SIGKILL.
+#[cfg(target_os = "linux")]
+fn set_parent_death_signal(cmd: &mut Command) {
+    #[allow(unsafe_code)]
+    // SAFETY: prctl is async-signal-safe and touches only the new process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_parent_death_signal(_cmd: &mut Command) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_limited_and_reading_goes_on() {
+        let input: &[u8] = b"short\r\n0123456789abcdef\nok\nlast";
+        let mut r = BufReader::with_capacity(4, input);
+        assert_eq!(
+            read_line(&mut r, 10).await.unwrap(),
+            Some(Line::Data(b"short".to_vec()))
+        );
+        assert_eq!(
+            read_line(&mut r, 10).await.unwrap(),
+            Some(Line::TooLong(16))
+        );
+        assert_eq!(
+            read_line(&mut r, 10).await.unwrap(),
+            Some(Line::Data(b"ok".to_vec()))
+        );
+        assert_eq!(
+            read_line(&mut r, 10).await.unwrap(),
+            Some(Line::Data(b"last".to_vec()))
+        );
+        assert_eq!(read_line(&mut r, 10).await.unwrap(), None);
+    }
+}

@@ -1,0 +1,563 @@
+//! Streamable HTTP towards a server (revisions 2025-03-26 to 2025-11-25): one POST per
+//! message, JSON or SSE answers, `Mcp-Session-Id`, the standalone GET stream, resuming with
+//! `Last-Event-ID`, and a fresh session when the server forgets ours.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http::StatusCode;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::http_client::{HttpContext, body_excerpt, content_type_is, read_body, sse_events};
+use crate::jsonrpc::{Id, Message};
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+const MAX_RESUMES: u32 = 5;
+
+#[derive(Default, Clone)]
+struct SessionState {
+    id: Option<String>,
+    version: Option<String>,
+    /// Bumped each time a new session replaces the old one.
+    epoch: u64,
+}
+
+struct Shared {
+    ctx: HttpContext,
+    session: std::sync::Mutex<SessionState>,
+    /// The client's `initialize`, replayed when the server has lost the session.
+    init: std::sync::Mutex<Option<Message>>,
+    reinit: Mutex<()>,
+    get_stream: std::sync::Mutex<Option<CancellationToken>>,
+    closed: CancellationToken,
+}
+
+/// What a POST came to.
+pub enum PostOutcome {
+    Done,
+    /// The server refused the POST in a way that means "not Streamable HTTP" (probe only).
+    Refused(Message, StatusCode),
+}
+
+pub struct StreamableLink {
+    shared: Arc<Shared>,
+}
+
+enum Sent {
+    Ok(reqwest::Response),
+    Status(StatusCode, reqwest::Response),
+    Failed(String),
+}
+
+impl StreamableLink {
+    pub fn new(ctx: HttpContext) -> Self {
+        StreamableLink {
+            shared: Arc::new(Shared {
+                ctx,
+                session: Default::default(),
+                init: Default::default(),
+                reinit: Mutex::new(()),
+                get_stream: Default::default(),
+                closed: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Send the first message; tell whether the server speaks Streamable HTTP at all.
+    pub async fn probe(&self, msg: Message) -> PostOutcome {
+        if msg.method() == Some("initialize") {
+            if let Ok(mut i) = self.shared.init.lock() {
+                *i = Some(msg.clone());
+            }
+        }
+        match post(&self.shared, &msg).await {
+            Sent::Status(s, _)
+                if matches!(
+                    s,
+                    StatusCode::BAD_REQUEST
+                        | StatusCode::NOT_FOUND
+                        | StatusCode::METHOD_NOT_ALLOWED
+                        | StatusCode::NOT_ACCEPTABLE
+                        | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                ) =>
+            {
+                PostOutcome::Refused(msg, s)
+            }
+            sent => {
+                handle_sent(&self.shared, msg, sent, 0).await;
+                PostOutcome::Done
+            }
+        }
+    }
+
+    pub async fn send(&self, msg: Message) {
+        let shared = self.shared.clone();
+        match msg.method() {
+            Some("initialize") if msg.is_request() => {
+                if let Ok(mut i) = shared.init.lock() {
+                    *i = Some(msg.clone());
+                }
+                // Nothing else may go out before the session exists.
+                deliver(&shared, msg).await;
+            }
+            Some("notifications/initialized") => {
+                deliver(&shared, msg).await;
+                start_get_stream(&shared);
+            }
+            _ if msg.is_request() => {
+                tokio::spawn(async move { deliver(&shared, msg).await });
+            }
+            // Notifications and responses are quick (202) and keep their order.
+            _ => deliver(&shared, msg).await,
+        }
+    }
+
+    /// End the session: stop the GET stream and DELETE the session.
+    pub async fn close(self) {
+        let shared = self.shared;
+        shared.closed.cancel();
+        let id = shared.session.lock().ok().and_then(|s| s.id.clone());
+        if let Some(id) = id {
+            let req = shared
+                .ctx
+                .client
+                .delete(shared.ctx.spec.url.clone())
+                .headers(shared.ctx.headers.clone())
+                .header(SESSION_HEADER, id)
+                .timeout(Duration::from_secs(3));
+            match req.send().await {
+                Ok(r) => tracing::debug!("session DELETE answered {}", r.status()),
+                Err(e) => tracing::debug!("session DELETE failed: {e}"),
+            }
+        }
+    }
+}
+
+fn session(shared: &Shared) -> SessionState {
+    shared.session.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+async fn post(shared: &Shared, msg: &Message) -> Sent {
+    let s = session(shared);
+    let mut req = shared
+        .ctx
+        .client
+        .post(shared.ctx.spec.url.clone())
+        .headers(shared.ctx.headers.clone())
+        .header(http::header::ACCEPT, ACCEPT_BOTH)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(msg.to_json());
+    if let Some(id) = &s.id {
+        req = req.header(SESSION_HEADER, id);
+    }
+    if let Some(v) = &s.version {
+        req = req.header(VERSION_HEADER, v);
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => Sent::Ok(resp),
+        Ok(resp) => Sent::Status(resp.status(), resp),
+        Err(e) => Sent::Failed(describe_reqwest(&e, &shared.ctx.spec.url)),
+    }
+}
+
+pub fn describe_reqwest(e: &reqwest::Error, url: &reqwest::Url) -> String {
+    if e.is_connect() {
+        format!("cannot connect to {url}: {}", root_cause(e))
+    } else if e.is_timeout() {
+        format!("request to {url} timed out")
+    } else {
+        format!("request to {url} failed: {}", root_cause(e))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// POST one message and see its answer through, starting a new session if needed.
+async fn deliver(shared: &Arc<Shared>, msg: Message) {
+    let epoch = session(shared).epoch;
+    let sent = post(shared, &msg).await;
+    handle_sent(shared, msg, sent, epoch).await;
+}
+
+async fn handle_sent(shared: &Arc<Shared>, msg: Message, sent: Sent, epoch: u64) {
+    let ctx = &shared.ctx;
+    match sent {
+        Sent::Ok(resp) => read_answer(shared, &msg, resp).await,
+        Sent::Failed(reason) => ctx.fail(&msg, &reason).await,
+        Sent::Status(StatusCode::NOT_FOUND, _)
+            if session(shared).id.is_some() && msg.method() != Some("initialize") =>
+        {
+            // The server no longer knows our session (it restarted): start a new one.
+            tracing::info!("server forgot the session; starting a new one");
+            if let Err(reason) = renew_session(shared, epoch).await {
+                ctx.fail(&msg, &reason).await;
+                return;
+            }
+            match post(shared, &msg).await {
+                Sent::Ok(resp) => read_answer(shared, &msg, resp).await,
+                Sent::Failed(reason) => ctx.fail(&msg, &reason).await,
+                Sent::Status(s, resp) => {
+                    let body = body_excerpt(resp).await;
+                    ctx.fail(&msg, &format!("server answered HTTP {s}: {body}"))
+                        .await;
+                }
+            }
+        }
+        Sent::Status(s, resp) => {
+            // A JSON-RPC error body is the server's own answer: pass it on.
+            if content_type_is(&resp, "application/json") {
+                if let Ok(body) = read_body(resp, ctx.limits.max_message_size).await {
+                    if let Ok(p) = Message::parse(&body) {
+                        let mut answered = false;
+                        for m in p.into_messages() {
+                            answered |= m.is_response() && m.id() == msg.id();
+                            ctx.deliver(m, msg.id()).await;
+                        }
+                        if answered || !msg.is_request() {
+                            return;
+                        }
+                    }
+                }
+                ctx.fail(&msg, &format!("server answered HTTP {s}")).await;
+            } else {
+                let body = body_excerpt(resp).await;
+                ctx.fail(&msg, &format!("server answered HTTP {s}: {body}"))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Read the answer to a POST: nothing (202), a JSON body, or an SSE stream (resumed with
+/// `Last-Event-ID` if it breaks before the answer arrives).
+async fn read_answer(shared: &Arc<Shared>, msg: &Message, resp: reqwest::Response) {
+    let ctx = &shared.ctx;
+    let is_init = msg.method() == Some("initialize");
+    if is_init {
+        if let Some(id) = resp
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Ok(mut s) = shared.session.lock() {
+                s.id = Some(id.to_owned());
+            }
+        }
+    }
+    let request_id = if msg.is_request() { msg.id() } else { None };
+    if resp.status() == StatusCode::ACCEPTED || request_id.is_none() {
+        return;
+    }
+    if content_type_is(&resp, "text/event-stream") {
+        let mut resp = resp;
+        let mut last_id: Option<String> = None;
+        let mut tries = 0;
+        loop {
+            match read_stream(shared, resp, request_id.as_ref(), &mut last_id, is_init).await {
+                StreamEnd::Answered => return,
+                StreamEnd::Broken(reason) => {
+                    let Some(event_id) = last_id.clone() else {
+                        ctx.fail(
+                            msg,
+                            &format!("the server's answer stream ended early: {reason}"),
+                        )
+                        .await;
+                        return;
+                    };
+                    tries += 1;
+                    if tries > MAX_RESUMES || shared.closed.is_cancelled() {
+                        ctx.fail(msg, &format!("the server's answer stream broke: {reason}"))
+                            .await;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 * (1 << tries))).await;
+                    tracing::debug!("resuming answer stream after event {event_id}");
+                    match get(shared, Some(&event_id)).await {
+                        Ok(r) => resp = r,
+                        Err(e) => {
+                            ctx.fail(msg, &format!("cannot resume the answer stream: {e}"))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match read_body(resp, ctx.limits.max_message_size).await {
+        Ok(body) if body.iter().all(u8::is_ascii_whitespace) => {
+            ctx.fail(msg, "server answered with an empty body").await;
+        }
+        Ok(body) => match Message::parse(&body) {
+            Ok(p) => {
+                for m in p.into_messages() {
+                    if is_init && m.is_response() {
+                        note_version(shared, &m);
+                    }
+                    ctx.deliver(m, request_id.clone()).await;
+                }
+            }
+            Err(e) => {
+                ctx.fail(msg, &format!("server answered with invalid JSON-RPC: {e}"))
+                    .await
+            }
+        },
+        Err(e) => ctx.fail(msg, &e).await,
+    }
+}
+
+enum StreamEnd {
+    Answered,
+    Broken(String),
+}
+
+async fn read_stream(
+    shared: &Arc<Shared>,
+    resp: reqwest::Response,
+    request_id: Option<&Id>,
+    last_id: &mut Option<String>,
+    is_init: bool,
+) -> StreamEnd {
+    let ctx = &shared.ctx;
+    let mut events = sse_events(resp, ctx.limits.max_message_size);
+    loop {
+        let ev = tokio::select! {
+            ev = events.next() => ev,
+            _ = shared.closed.cancelled() => return StreamEnd::Answered,
+        };
+        match ev {
+            None => return StreamEnd::Broken("stream closed".into()),
+            Some(Err(e)) => return StreamEnd::Broken(e),
+            Some(Ok(ev)) => {
+                if let Some(id) = ev.id.filter(|i| !i.is_empty()) {
+                    *last_id = Some(id);
+                }
+                if !matches!(ev.event.as_deref(), None | Some("message")) {
+                    continue;
+                }
+                let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
+                    continue;
+                };
+                match Message::parse(data.as_bytes()) {
+                    Ok(p) => {
+                        let mut done = false;
+                        for m in p.into_messages() {
+                            let answers = m.is_response()
+                                && request_id.is_some_and(|r| m.id().as_ref() == Some(r));
+                            if answers && is_init {
+                                note_version(shared, &m);
+                            }
+                            done |= answers;
+                            ctx.deliver(m, request_id.cloned()).await;
+                        }
+                        if done {
+                            return StreamEnd::Answered;
+                        }
+                    }
+                    Err(e) => tracing::warn!("server sent an event that is not JSON-RPC: {e}"),
+                }
+            }
+        }
+    }
+}
+
+fn note_version(shared: &Shared, init_answer: &Message) {
+    #[derive(serde::Deserialize)]
+    struct R {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: String,
+    }
+    if let Some(r) = init_answer.result_as::<R>() {
+        if let Ok(mut s) = shared.session.lock() {
+            s.version = Some(r.protocol_version);
+        }
+    }
+}
+
+async fn get(shared: &Shared, last_event_id: Option<&str>) -> Result<reqwest::Response, String> {
+    let s = session(shared);
+    let mut req = shared
+        .ctx
+        .client
+        .get(shared.ctx.spec.url.clone())
+        .headers(shared.ctx.headers.clone())
+        .header(http::header::ACCEPT, "text/event-stream");
+    if let Some(id) = &s.id {
+        req = req.header(SESSION_HEADER, id);
+    }
+    if let Some(v) = &s.version {
+        req = req.header(VERSION_HEADER, v);
+    }
+    if let Some(l) = last_event_id {
+        req = req.header("last-event-id", l);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() && content_type_is(&r, "text/event-stream") => Ok(r),
+        Ok(r) => Err(format!("GET answered HTTP {}", r.status())),
+        Err(e) => Err(describe_reqwest(&e, &shared.ctx.spec.url)),
+    }
+}
+
+/// The standalone GET stream: server-initiated messages outside any request. Reconnects
+/// (with `Last-Event-ID`) until the link closes; a server that offers none answers 405.
+fn start_get_stream(shared: &Arc<Shared>) {
+    let token = shared.closed.child_token();
+    if let Ok(mut g) = shared.get_stream.lock() {
+        if let Some(old) = g.replace(token.clone()) {
+            old.cancel();
+        }
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut last_id: Option<String> = None;
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let s = session(&shared);
+            let mut req = shared
+                .ctx
+                .client
+                .get(shared.ctx.spec.url.clone())
+                .headers(shared.ctx.headers.clone())
+                .header(http::header::ACCEPT, "text/event-stream");
+            if let Some(id) = &s.id {
+                req = req.header(SESSION_HEADER, id);
+            }
+            if let Some(v) = &s.version {
+                req = req.header(VERSION_HEADER, v);
+            }
+            if let Some(l) = &last_id {
+                req = req.header("last-event-id", l);
+            }
+            let resp = tokio::select! {
+                r = req.send() => r,
+                _ = token.cancelled() => return,
+            };
+            match resp {
+                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                    tracing::debug!("server offers no GET stream");
+                    return;
+                }
+                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                    tracing::debug!("GET stream: session unknown to the server");
+                    return;
+                }
+                Ok(r) if r.status().is_success() && content_type_is(&r, "text/event-stream") => {
+                    delay = Duration::from_millis(500);
+                    let mut events = sse_events(r, shared.ctx.limits.max_message_size);
+                    loop {
+                        let ev = tokio::select! {
+                            ev = events.next() => ev,
+                            _ = token.cancelled() => return,
+                        };
+                        let Some(Ok(ev)) = ev else { break };
+                        if let Some(id) = ev.id.filter(|i| !i.is_empty()) {
+                            last_id = Some(id);
+                        }
+                        if let Some(ms) = ev.retry {
+                            delay = Duration::from_millis(ms.clamp(100, 60_000));
+                        }
+                        if !matches!(ev.event.as_deref(), None | Some("message")) {
+                            continue;
+                        }
+                        let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
+                            continue;
+                        };
+                        match Message::parse(data.as_bytes()) {
+                            Ok(p) => {
+                                for m in p.into_messages() {
+                                    shared.ctx.deliver(m, None).await;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!("server sent an event that is not JSON-RPC: {e}")
+                            }
+                        }
+                    }
+                }
+                Ok(r) => {
+                    tracing::debug!("GET stream answered HTTP {}", r.status());
+                    if r.status().is_client_error() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!("GET stream: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = token.cancelled() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    });
+}
+
+/// Start a new session by replaying the client's `initialize` (its answer is not forwarded:
+/// the client already has one) and `notifications/initialized`.
+async fn renew_session(shared: &Arc<Shared>, seen_epoch: u64) -> Result<(), String> {
+    let _guard = shared.reinit.lock().await;
+    if session(shared).epoch != seen_epoch {
+        return Ok(()); // someone else renewed it meanwhile
+    }
+    let init = shared
+        .init
+        .lock()
+        .ok()
+        .and_then(|i| i.clone())
+        .ok_or("the server lost the session and no initialize is known to renew it")?;
+    if let Ok(mut s) = shared.session.lock() {
+        s.id = None;
+    }
+    let mut replay = init;
+    replay.set_id(&Id::string("mcp-proxy-renew"));
+    let resp = match post(shared, &replay).await {
+        Sent::Ok(r) => r,
+        Sent::Status(s, _) => {
+            return Err(format!("renewing the session: server answered HTTP {s}"));
+        }
+        Sent::Failed(e) => return Err(format!("renewing the session: {e}")),
+    };
+    if let Some(id) = resp
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Ok(mut s) = shared.session.lock() {
+            s.id = Some(id.to_owned());
+        }
+    }
+    // Read (and drop) the initialize answer.
+    if content_type_is(&resp, "text/event-stream") {
+        let mut events = sse_events(resp, shared.ctx.limits.max_message_size);
+        while let Some(Ok(ev)) = events.next().await {
+            if let Some(Ok(m)) = ev.data.map(|d| Message::parse_one(d.as_bytes())) {
+                if m.is_response() {
+                    note_version(shared, &m);
+                    break;
+                }
+            }
+        }
+    } else if let Ok(body) = read_body(resp, shared.ctx.limits.max_message_size).await {
+        if let Ok(m) = Message::parse_one(&body) {
+            note_version(shared, &m);
+        }
+    }
+    let note = Message::notification("notifications/initialized", None);
+    if let Sent::Failed(e) = post(shared, &note).await {
+        return Err(format!("renewing the session: {e}"));
+    }
+    if let Ok(mut s) = shared.session.lock() {
+        s.epoch += 1;
+    }
+    start_get_stream(shared);
+    Ok(())
+}
