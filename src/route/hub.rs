@@ -65,6 +65,8 @@ struct State {
     server_requests: HashMap<Id, u64>,
     /// Requests the hub made itself; their answers go to a waiter.
     internal: HashMap<u64, oneshot::Sender<Message>>,
+    /// Requests the hub made of clients (roots gathering); answers go to a waiter.
+    asked_clients: HashMap<(u64, Id), oneshot::Sender<Message>>,
     subscriptions: HashMap<String, HashSet<u64>>,
     upstream_level: Option<String>,
 }
@@ -272,7 +274,14 @@ impl HubSession {
             self.request(msg).await;
         } else if msg.is_notification() {
             match msg.method() {
-                Some("notifications/initialized") => {}
+                Some("notifications/initialized") => {
+                    if self.has_capability("roots") {
+                        hub.send_upstream(Message::notification(
+                            "notifications/roots/list_changed",
+                            None,
+                        ));
+                    }
+                }
                 Some("notifications/cancelled") => {
                     let Some(client_id) = msg.cancelled_request_id() else {
                         return;
@@ -295,19 +304,40 @@ impl HubSession {
                 _ => hub.send_upstream(msg),
             }
         } else {
-            // An answer to a server request.
-            let ours = msg.id().is_some_and(|id| {
-                hub.state
-                    .lock()
-                    .map(|mut st| st.server_requests.remove(&id).is_some())
-                    .unwrap_or(false)
-            });
+            // An answer to a server request (or to the hub's own question).
+            let Some(id) = msg.id() else { return };
+            let waiter = hub
+                .state
+                .lock()
+                .ok()
+                .and_then(|mut st| st.asked_clients.remove(&(self.id, id.clone())));
+            if let Some(w) = waiter {
+                let _ = w.send(msg);
+                return;
+            }
+            let ours = hub
+                .state
+                .lock()
+                .map(|mut st| st.server_requests.remove(&id).is_some())
+                .unwrap_or(false);
             if ours {
                 hub.send_upstream(msg);
             } else {
                 tracing::debug!("dropping an answer to no known server request");
             }
         }
+    }
+
+    fn has_capability(&self, cap: &str) -> bool {
+        self.hub
+            .state
+            .lock()
+            .map(|st| {
+                st.sessions
+                    .get(&self.id)
+                    .is_some_and(|e| e.capabilities.get(cap).is_some())
+            })
+            .unwrap_or(false)
     }
 
     fn reply(&self, msg: Message) {
@@ -472,8 +502,16 @@ impl HubSession {
             return;
         }
         let hub = &self.hub;
+        let had_roots = self.has_capability("roots");
         let Ok(mut st) = hub.state.lock() else { return };
         st.sessions.remove(&self.id);
+        st.asked_clients.retain(|(s, _), _| *s != self.id);
+        if had_roots && !st.sessions.is_empty() {
+            hub.send_upstream(Message::notification(
+                "notifications/roots/list_changed",
+                None,
+            ));
+        }
         let mine: Vec<u64> = st
             .pending
             .iter()
@@ -774,6 +812,12 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
                 .max()
                 .map(|s| (s, None))
         });
+    if method == "roots/list" && related_is_none(&chosen) {
+        let capable: Vec<u64> = st.sessions.keys().copied().filter(|s| can(s)).collect();
+        if capable.len() > 1 {
+            return gather_roots(hub, st, id, capable);
+        }
+    }
     let Some((session, related)) = chosen else {
         let why = match cap {
             Some(c) => format!("no connected client supports {c}"),
@@ -791,6 +835,53 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
     }
     st.server_requests.insert(id, session);
     hub.deliver(st, session, msg, related);
+}
+
+fn related_is_none(chosen: &Option<(u64, Option<Id>)>) -> bool {
+    matches!(chosen, Some((_, None)))
+}
+
+/// A `roots/list` the server asks on its own (not while handling a request) is answered with
+/// the roots of every connected client: a shared server works for all of them.
+fn gather_roots(hub: &Hub, st: &mut State, id: Id, sessions: Vec<u64>) {
+    let mut waiters = vec![];
+    for s in sessions {
+        let n = st.next_id();
+        let ask = Id::string(&format!("mcp-proxy-roots-{n}"));
+        let (tx, rx) = oneshot::channel();
+        st.asked_clients.insert((s, ask.clone()), tx);
+        waiters.push(rx);
+        hub.deliver(
+            st,
+            s,
+            Message::request(ask, "roots/list", Some(to_raw(&serde_json::json!({})))),
+            None,
+        );
+    }
+    let Some(tx) = hub.sender() else { return };
+    tokio::spawn(async move {
+        let mut roots: Vec<Value> = vec![];
+        for rx in waiters {
+            let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(10), rx).await else {
+                continue;
+            };
+            let list = answer
+                .result_as::<Value>()
+                .and_then(|r| r.get("roots").and_then(Value::as_array).cloned())
+                .unwrap_or_default();
+            for r in list {
+                if !roots.iter().any(|seen| seen.get("uri") == r.get("uri")) {
+                    roots.push(r);
+                }
+            }
+        }
+        let _ = tx
+            .send(Message::response(
+                id,
+                to_raw(&serde_json::json!({ "roots": roots })),
+            ))
+            .await;
+    });
 }
 
 #[cfg(test)]
