@@ -2,7 +2,8 @@
 //! with nothing else installed: `mcp-proxy --port 8080 -- mcp-proxy --demo-server`.
 //!
 //! Tools: `echo`, `add`, `sleep` (reports progress), `sample` (asks the client's model),
-//! `elicit` (asks the user), `roots` (lists the client's roots), `blob` (a payload of N bytes).
+//! `elicit` (asks the user), `roots` (lists the client's roots), `blob` (a payload of N bytes),
+//! `stats` (how many requests clients cancelled), `crash` (exits with a status).
 //! One resource (`demo://readme`, subscribable), one template (`demo://item/{id}`), one prompt.
 
 use std::collections::HashMap;
@@ -23,6 +24,9 @@ struct Demo {
     out: mpsc::Sender<Message>,
     waiters: Waiters,
     next: std::sync::atomic::AtomicU64,
+    /// Requests being handled, so that `notifications/cancelled` can stop them.
+    running: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
+    cancelled: std::sync::atomic::AtomicU64,
 }
 
 pub async fn run() {
@@ -32,6 +36,8 @@ pub async fn run() {
         out,
         waiters: Default::default(),
         next: Default::default(),
+        running: Default::default(),
+        cancelled: Default::default(),
     });
     let mut stdin = BufReader::new(tokio::io::stdin());
     while let Ok(Some(line)) = read_line(&mut stdin, 64 << 20).await {
@@ -54,15 +60,30 @@ pub async fn run() {
                 let _ = w.send(msg);
             }
         } else if msg.is_request() {
+            let Some(id) = msg.id() else { continue };
             let d = demo.clone();
-            tokio::spawn(async move {
-                let Some(id) = msg.id() else { return };
+            let task_id = id.clone();
+            let task = tokio::spawn(async move {
                 let answer = match d.handle(&msg).await {
-                    Ok(result) => Message::response(id, to_raw(&result)),
-                    Err((c, m)) => Message::error(id, c, &m, None),
+                    Ok(result) => Message::response(task_id.clone(), to_raw(&result)),
+                    Err((c, m)) => Message::error(task_id.clone(), c, &m, None),
                 };
+                if let Ok(mut r) = d.running.lock() {
+                    r.remove(&task_id);
+                }
                 let _ = d.out.send(answer).await;
             });
+            if let Ok(mut r) = demo.running.lock() {
+                r.insert(id, task.abort_handle());
+            }
+        } else if msg.method() == Some("notifications/cancelled") {
+            let id = msg.cancelled_request_id();
+            let task = id.and_then(|id| demo.running.lock().ok()?.remove(&id));
+            if let Some(t) = task {
+                t.abort();
+                demo.cancelled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
     drop(demo);
@@ -243,6 +264,14 @@ impl Demo {
                     r["content"]
                 )))
             }
+            "stats" => Ok(text(format!(
+                "cancelled={}",
+                self.cancelled.load(std::sync::atomic::Ordering::Relaxed)
+            ))),
+            "crash" => {
+                let status = args["status"].as_i64().unwrap_or(3) as i32;
+                std::process::exit(status);
+            }
             "roots" => {
                 let r = self.ask("roots/list", json!({})).await?;
                 Ok(text(format!("roots: {}", r["roots"])))
@@ -262,5 +291,7 @@ fn tools() -> Value {
         { "name": "sample", "description": "Asks the client's model", "inputSchema": obj(json!({ "prompt": { "type": "string" } }), &[]) },
         { "name": "elicit", "description": "Asks the user", "inputSchema": obj(json!({ "message": { "type": "string" } }), &[]) },
         { "name": "roots", "description": "Lists the client's roots", "inputSchema": obj(json!({}), &[]) },
+        { "name": "stats", "description": "Counts requests cancelled by clients", "inputSchema": obj(json!({}), &[]) },
+        { "name": "crash", "description": "Exits the server process with a status", "inputSchema": obj(json!({ "status": { "type": "integer" } }), &[]) },
     ])
 }

@@ -812,7 +812,7 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
                 .max()
                 .map(|s| (s, None))
         });
-    if method == "roots/list" && related_is_none(&chosen) {
+    if method == "roots/list" {
         let capable: Vec<u64> = st.sessions.keys().copied().filter(|s| can(s)).collect();
         if capable.len() > 1 {
             return gather_roots(hub, st, id, capable);
@@ -837,12 +837,8 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
     hub.deliver(st, session, msg, related);
 }
 
-fn related_is_none(chosen: &Option<(u64, Option<Id>)>) -> bool {
-    matches!(chosen, Some((_, None)))
-}
-
-/// A `roots/list` the server asks on its own (not while handling a request) is answered with
-/// the roots of every connected client: a shared server works for all of them.
+/// A shared server works for every connected client, so its `roots/list` is answered with the
+/// roots of all of them (`--per-client` gives each client a server that sees only its own).
 fn gather_roots(hub: &Hub, st: &mut State, id: Id, sessions: Vec<u64>) {
     let mut waiters = vec![];
     for s in sessions {

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `mcp-proxy` binary between real MCP peers.
+//! One test binary (modules below) keeps link time down.
+
+mod protocol;
+mod sdk;
+mod util;
