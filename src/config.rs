@@ -88,12 +88,10 @@ impl Config {
             if !headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                && let Ok(token) = std::env::var("API_ACCESS_TOKEN")
+                && !token.is_empty()
             {
-                if let Ok(token) = std::env::var("API_ACCESS_TOKEN") {
-                    if !token.is_empty() {
-                        headers.push(("Authorization".into(), format!("Bearer {token}")));
-                    }
-                }
+                headers.push(("Authorization".into(), format!("Bearer {token}")));
             }
             Target::Url(UrlSpec {
                 url,

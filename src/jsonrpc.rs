@@ -272,12 +272,12 @@ impl Message {
             None => None,
         };
         let kind = if method.is_some() {
-            if let Some(p) = get("params") {
-                if !matches!(first_char(p), b'{' | b'[') {
-                    return Err(ParseError::Invalid(
-                        "\"params\" must be an object or an array".into(),
-                    ));
-                }
+            if let Some(p) = get("params")
+                && !matches!(first_char(p), b'{' | b'[')
+            {
+                return Err(ParseError::Invalid(
+                    "\"params\" must be an object or an array".into(),
+                ));
             }
             match id {
                 Some(id) if id.get().trim() == "null" => {

@@ -288,10 +288,10 @@ impl HubSession {
                     };
                     let upstream = hub.state.lock().ok().and_then(|mut st| {
                         let up = st.by_client.remove(&(self.id, client_id))?;
-                        if let Some(p) = st.pending.remove(&up) {
-                            if let Some(t) = p.progress {
-                                st.progress.remove(&t);
-                            }
+                        if let Some(p) = st.pending.remove(&up)
+                            && let Some(t) = p.progress
+                        {
+                            st.progress.remove(&t);
                         }
                         Some(up)
                     });
@@ -454,10 +454,10 @@ impl HubSession {
     async fn initialize(&self, msg: Message, client_id: Id) {
         let hub = &self.hub;
         let params = msg.params_as::<Value>().unwrap_or(Value::Null);
-        if let Ok(mut st) = hub.state.lock() {
-            if let Some(e) = st.sessions.get_mut(&self.id) {
-                e.capabilities = params.get("capabilities").cloned().unwrap_or(Value::Null);
-            }
+        if let Ok(mut st) = hub.state.lock()
+            && let Some(e) = st.sessions.get_mut(&self.id)
+        {
+            e.capabilities = params.get("capabilities").cloned().unwrap_or(Value::Null);
         }
         let mut status = hub.status.clone();
         let ready = tokio::time::timeout(Duration::from_secs(120), async {
@@ -826,12 +826,11 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
         hub.send_upstream(Message::error(id, code::METHOD_NOT_FOUND, &why, None));
         return;
     };
-    if let Some(r) = &related {
-        if let Some(up) = st.by_client.get(&(session, r.clone())).copied() {
-            if let Some(p) = st.pending.get_mut(&up) {
-                p.deadline = hub.options.request_timeout.map(|t| Instant::now() + t);
-            }
-        }
+    if let Some(r) = &related
+        && let Some(up) = st.by_client.get(&(session, r.clone())).copied()
+        && let Some(p) = st.pending.get_mut(&up)
+    {
+        p.deadline = hub.options.request_timeout.map(|t| Instant::now() + t);
     }
     st.server_requests.insert(id, session);
     hub.deliver(st, session, msg, related);

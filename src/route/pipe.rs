@@ -85,10 +85,10 @@ impl Pipe {
                             },
                         );
                     }
-                } else if msg.method() == Some("notifications/cancelled") {
-                    if let Some(id) = msg.cancelled_request_id() {
-                        st.pending.remove(&id);
-                    }
+                } else if msg.method() == Some("notifications/cancelled")
+                    && let Some(id) = msg.cancelled_request_id()
+                {
+                    st.pending.remove(&id);
                 }
                 None
             }
@@ -104,10 +104,8 @@ impl Pipe {
             Some(tx) => tx.send(msg.clone()).await.is_ok(),
             None => false,
         };
-        if !sent {
-            if let Some(answer) = transport::undeliverable(&msg, "the server link is closed") {
-                let _ = self.session.send(Outgoing::new(answer, None)).await;
-            }
+        if !sent && let Some(answer) = transport::undeliverable(&msg, "the server link is closed") {
+            let _ = self.session.send(Outgoing::new(answer, None)).await;
         }
     }
 

@@ -5,6 +5,7 @@
 //! stream's events as they come; a client that lost a stream reconnects with
 //! `Last-Event-ID` and gets the rest. A POST whose first outgoing message is its own answer
 //! is answered as plain JSON, with no stream at all.
+#![allow(clippy::result_large_err)] // handlers return ready-made error responses
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -190,11 +191,11 @@ impl Session {
     }
 
     fn drop_stream(&self, sid: u64) {
-        if let Ok(mut inner) = self.inner.lock() {
-            if let Some(buf) = inner.streams.remove(&sid) {
-                for id in buf.outstanding {
-                    inner.waiters.remove(&id);
-                }
+        if let Ok(mut inner) = self.inner.lock()
+            && let Some(buf) = inner.streams.remove(&sid)
+        {
+            for id in buf.outstanding {
+                inner.waiters.remove(&id);
             }
         }
     }
@@ -352,10 +353,8 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             "Bad Request: initialize must be sent alone",
         );
     }
-    if !has_init {
-        if let Err(r) = check_version(&headers) {
-            return r;
-        }
+    if !has_init && let Err(r) = check_version(&headers) {
+        return r;
     }
     let (session, new_session) = if state.options.stateless || has_init {
         match new_session(&state).await {
@@ -603,9 +602,7 @@ fn writer(
                 let Ok(mut inner) = st.session.inner.lock() else {
                     return None;
                 };
-                let Some(b) = inner.streams.get_mut(&sid) else {
-                    return None;
-                };
+                let b = inner.streams.get_mut(&sid)?;
                 if b.generation != generation {
                     return None; // another connection took this stream over
                 }

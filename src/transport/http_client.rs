@@ -84,7 +84,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
 enum Mode {
     Undecided,
     Streamable(StreamableLink),
-    Sse(SseLink),
+    Sse(Box<SseLink>),
 }
 
 async fn run(
@@ -95,7 +95,7 @@ async fn run(
     let mut mode = match ctx.spec.transport {
         HttpTransport::Auto => Mode::Undecided,
         HttpTransport::Streamablehttp => Mode::Streamable(StreamableLink::new(ctx.clone())),
-        HttpTransport::Sse => Mode::Sse(SseLink::new(ctx.clone())),
+        HttpTransport::Sse => Mode::Sse(Box::new(SseLink::new(ctx.clone()))),
     };
     let set_describe = |s: String| {
         if let Ok(mut d) = describe.lock() {
@@ -120,7 +120,7 @@ async fn run(
                         set_describe(format!("sse ({})", ctx.spec.url));
                         let sse = SseLink::new(ctx.clone());
                         sse.send(msg).await;
-                        mode = Mode::Sse(sse);
+                        mode = Mode::Sse(Box::new(sse));
                     }
                 }
             }

@@ -133,17 +133,17 @@ pub struct InFlight {
 
 impl InFlight {
     pub fn sent(&mut self, msg: &Message) {
-        if msg.is_request() {
-            if let Some(id) = msg.id() {
-                self.ids.insert(id, ());
-            }
+        if msg.is_request()
+            && let Some(id) = msg.id()
+        {
+            self.ids.insert(id, ());
         }
     }
     pub fn answered(&mut self, msg: &Message) {
-        if msg.is_response() {
-            if let Some(id) = msg.id() {
-                self.ids.remove(&id);
-            }
+        if msg.is_response()
+            && let Some(id) = msg.id()
+        {
+            self.ids.remove(&id);
         }
     }
     pub fn answered_id(&mut self, id: Option<Id>) {

@@ -45,10 +45,8 @@ impl SseLink {
 
     pub async fn send(&self, msg: Message) {
         let is_init = msg.is_request() && msg.method() == Some("initialize");
-        if is_init {
-            if let Ok(mut i) = self.init.lock() {
-                *i = Some(msg.clone());
-            }
+        if is_init && let Ok(mut i) = self.init.lock() {
+            *i = Some(msg.clone());
         }
         if msg.method() == Some("notifications/initialized") {
             self.initialized_sent
@@ -62,11 +60,12 @@ impl SseLink {
                 match self.open().await {
                     Ok(s) => {
                         *guard = Some(s);
-                        if had_stream && !is_init {
-                            if let Err(e) = self.replay_initialize(guard.as_ref()).await {
-                                self.ctx.fail(&msg, &e).await;
-                                return;
-                            }
+                        if had_stream
+                            && !is_init
+                            && let Err(e) = self.replay_initialize(guard.as_ref()).await
+                        {
+                            self.ctx.fail(&msg, &e).await;
+                            return;
                         }
                     }
                     Err(e) => {

@@ -92,11 +92,11 @@ pub async fn write_lines<W: AsyncWrite + Unpin>(
             }
             next = rx.try_recv().ok();
         }
-        if failed.is_none() {
-            if let Err(e) = w.flush().await {
-                tracing::debug!("flush failed: {e}");
-                failed = Some(e);
-            }
+        if failed.is_none()
+            && let Err(e) = w.flush().await
+        {
+            tracing::debug!("flush failed: {e}");
+            failed = Some(e);
         }
         if failed.is_some() {
             // The other end is gone: answer whatever is still queued, then stop.

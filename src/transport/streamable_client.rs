@@ -69,10 +69,10 @@ impl StreamableLink {
 
     /// Send the first message; tell whether the server speaks Streamable HTTP at all.
     pub async fn probe(&self, msg: Message) -> PostOutcome {
-        if msg.method() == Some("initialize") {
-            if let Ok(mut i) = self.shared.init.lock() {
-                *i = Some(msg.clone());
-            }
+        if msg.method() == Some("initialize")
+            && let Ok(mut i) = self.shared.init.lock()
+        {
+            *i = Some(msg.clone());
         }
         match post(&self.shared, &msg).await {
             Sent::Status(s, _)
@@ -216,16 +216,16 @@ async fn handle_sent(shared: &Arc<Shared>, msg: Message, sent: Sent, epoch: u64)
         Sent::Status(s, resp) => {
             // A JSON-RPC error body is the server's own answer: pass it on.
             if content_type_is(&resp, "application/json") {
-                if let Ok(body) = read_body(resp, ctx.limits.max_message_size).await {
-                    if let Ok(p) = Message::parse(&body) {
-                        let mut answered = false;
-                        for m in p.into_messages() {
-                            answered |= m.is_response() && m.id() == msg.id();
-                            ctx.deliver(m, msg.id()).await;
-                        }
-                        if answered || !msg.is_request() {
-                            return;
-                        }
+                if let Ok(body) = read_body(resp, ctx.limits.max_message_size).await
+                    && let Ok(p) = Message::parse(&body)
+                {
+                    let mut answered = false;
+                    for m in p.into_messages() {
+                        answered |= m.is_response() && m.id() == msg.id();
+                        ctx.deliver(m, msg.id()).await;
+                    }
+                    if answered || !msg.is_request() {
+                        return;
                     }
                 }
                 ctx.fail(&msg, &format!("server answered HTTP {s}")).await;
@@ -243,16 +243,14 @@ async fn handle_sent(shared: &Arc<Shared>, msg: Message, sent: Sent, epoch: u64)
 async fn read_answer(shared: &Arc<Shared>, msg: &Message, resp: reqwest::Response) {
     let ctx = &shared.ctx;
     let is_init = msg.method() == Some("initialize");
-    if is_init {
-        if let Some(id) = resp
+    if is_init
+        && let Some(id) = resp
             .headers()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
-        {
-            if let Ok(mut s) = shared.session.lock() {
-                s.id = Some(id.to_owned());
-            }
-        }
+        && let Ok(mut s) = shared.session.lock()
+    {
+        s.id = Some(id.to_owned());
     }
     let request_id = if msg.is_request() { msg.id() } else { None };
     if resp.status() == StatusCode::ACCEPTED || request_id.is_none() {
@@ -377,10 +375,10 @@ fn note_version(shared: &Shared, init_answer: &Message) {
         #[serde(rename = "protocolVersion")]
         protocol_version: String,
     }
-    if let Some(r) = init_answer.result_as::<R>() {
-        if let Ok(mut s) = shared.session.lock() {
-            s.version = Some(r.protocol_version);
-        }
+    if let Some(r) = init_answer.result_as::<R>()
+        && let Ok(mut s) = shared.session.lock()
+    {
+        s.version = Some(r.protocol_version);
     }
 }
 
@@ -412,10 +410,10 @@ async fn get(shared: &Shared, last_event_id: Option<&str>) -> Result<reqwest::Re
 /// (with `Last-Event-ID`) until the link closes; a server that offers none answers 405.
 fn start_get_stream(shared: &Arc<Shared>) {
     let token = shared.closed.child_token();
-    if let Ok(mut g) = shared.get_stream.lock() {
-        if let Some(old) = g.replace(token.clone()) {
-            old.cancel();
-        }
+    if let Ok(mut g) = shared.get_stream.lock()
+        && let Some(old) = g.replace(token.clone())
+    {
+        old.cancel();
     }
     let shared = shared.clone();
     tokio::spawn(async move {
@@ -530,26 +528,25 @@ async fn renew_session(shared: &Arc<Shared>, seen_epoch: u64) -> Result<(), Stri
         .headers()
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
+        && let Ok(mut s) = shared.session.lock()
     {
-        if let Ok(mut s) = shared.session.lock() {
-            s.id = Some(id.to_owned());
-        }
+        s.id = Some(id.to_owned());
     }
     // Read (and drop) the initialize answer.
     if content_type_is(&resp, "text/event-stream") {
         let mut events = sse_events(resp, shared.ctx.limits.max_message_size);
         while let Some(Ok(ev)) = events.next().await {
-            if let Some(Ok(m)) = ev.data.map(|d| Message::parse_one(d.as_bytes())) {
-                if m.is_response() {
-                    note_version(shared, &m);
-                    break;
-                }
+            if let Some(Ok(m)) = ev.data.map(|d| Message::parse_one(d.as_bytes()))
+                && m.is_response()
+            {
+                note_version(shared, &m);
+                break;
             }
         }
-    } else if let Ok(body) = read_body(resp, shared.ctx.limits.max_message_size).await {
-        if let Ok(m) = Message::parse_one(&body) {
-            note_version(shared, &m);
-        }
+    } else if let Ok(body) = read_body(resp, shared.ctx.limits.max_message_size).await
+        && let Ok(m) = Message::parse_one(&body)
+    {
+        note_version(shared, &m);
     }
     let note = Message::notification("notifications/initialized", None);
     if let Sent::Failed(e) = post(shared, &note).await {

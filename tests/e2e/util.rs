@@ -147,7 +147,7 @@ impl Proxy {
         let port = line
             .split("listening on http://")
             .nth(1)
-            .and_then(|r| r.split(|c: char| c == ' ' || c == '/').next())
+            .and_then(|r| r.split([' ', '/']).next())
             .and_then(|addr| addr.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in `{line}`"));
