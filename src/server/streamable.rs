@@ -94,6 +94,8 @@ struct Inner {
 }
 
 const STANDALONE: u64 = 0;
+/// The first revision whose clients accept an SSE event with empty data (a priming event).
+const PRIMING_SINCE: &str = "2025-11-25";
 
 pub struct Session {
     id: String,
@@ -468,7 +470,10 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     notify.notify_one();
     let mut guard = guard;
     guard.finish();
-    let stream = writer(state.clone(), session.clone(), sid, 0, ephemeral);
+    // Clients of 2025-11-25 and later get a priming event first (an id and empty data), so
+    // that they can resume the stream even if it breaks before the first message.
+    let prime = header_str(&headers, VERSION_HEADER).is_some_and(|v| v >= PRIMING_SINCE);
+    let stream = writer(state.clone(), session.clone(), sid, 0, ephemeral, prime);
     let mut extra = vec![];
     if let Some(id) = session_header {
         extra.push((SESSION_HEADER, id));
@@ -564,6 +569,7 @@ fn writer(
     sid: u64,
     from: u64,
     ephemeral: bool,
+    prime: bool,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let generation = session.inner.lock().ok().and_then(|mut i| {
         let b = i.streams.get_mut(&sid)?;
@@ -580,6 +586,7 @@ fn writer(
         session: Arc<Session>,
         next: u64,
         done: bool,
+        prime: bool,
         _count: WriterCount,
     }
     let st = St {
@@ -587,10 +594,17 @@ fn writer(
         session,
         next: from,
         done: generation.is_none(),
+        prime,
         _count: counter,
     };
     futures_util::stream::unfold(st, move |mut st| async move {
         let generation = generation?;
+        if st.prime {
+            // `Last-Event-ID: {sid}` resumes from the stream's first message.
+            st.prime = false;
+            let priming = sse_body::event(None, Some(&sid.to_string()), "");
+            return Some((Ok(priming), st));
+        }
         loop {
             if st.done {
                 if ephemeral {
@@ -688,9 +702,15 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     session.touch();
     let (sid, from) = match header_str(&headers, "last-event-id") {
         Some(last) => {
-            let parsed = last
-                .split_once('-')
-                .and_then(|(s, n)| Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+            // `{stream}-{seq}` resumes after that event; `{stream}` (a priming event's id)
+            // from the stream's start.
+            let parsed = match last.split_once('-') {
+                Some((s, n)) => s
+                    .parse::<u64>()
+                    .ok()
+                    .zip(n.parse::<u64>().ok().map(|n| n + 1)),
+                None => last.parse::<u64>().ok().map(|s| (s, 0)),
+            };
             let known = parsed.filter(|(s, _)| {
                 session
                     .inner
@@ -699,7 +719,7 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
                     .unwrap_or(false)
             });
             match known {
-                Some((s, n)) => (s, n + 1),
+                Some(found) => found,
                 None => {
                     return http_error(
                         StatusCode::BAD_REQUEST,
@@ -711,7 +731,7 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         }
         None => (STANDALONE, 0),
     };
-    let stream = writer(state.clone(), session, sid, from, false);
+    let stream = writer(state.clone(), session, sid, from, false, false);
     sse_body::response(stream, &[])
 }
 

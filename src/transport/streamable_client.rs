@@ -2,6 +2,7 @@
 //! message, JSON or SSE answers, `Mcp-Session-Id`, the standalone GET stream, resuming with
 //! `Last-Event-ID`, and a fresh session when the server forgets ours.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 const MAX_RESUMES: u32 = 5;
+/// How long the first request after the handshake waits for the GET stream to open.
+const GET_OPEN_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Default, Clone)]
 struct SessionState {
@@ -33,6 +36,9 @@ struct Shared {
     init: std::sync::Mutex<Option<Message>>,
     reinit: Mutex<()>,
     get_stream: std::sync::Mutex<Option<CancellationToken>>,
+    /// Requests whose broken answer stream is being resumed; the server may answer them on the
+    /// GET stream instead, which ends the resuming.
+    resuming: std::sync::Mutex<HashMap<Id, CancellationToken>>,
     closed: CancellationToken,
 }
 
@@ -62,6 +68,7 @@ impl StreamableLink {
                 init: Default::default(),
                 reinit: Mutex::new(()),
                 get_stream: Default::default(),
+                resuming: Default::default(),
                 closed: CancellationToken::new(),
             }),
         }
@@ -106,7 +113,10 @@ impl StreamableLink {
             }
             Some("notifications/initialized") => {
                 deliver(&shared, msg).await;
-                start_get_stream(&shared);
+                // Open the GET stream before the next request goes out, so that the server
+                // has somewhere to send what that request triggers outside its answer stream.
+                let opened = start_get_stream(&shared);
+                let _ = tokio::time::timeout(GET_OPEN_WAIT, opened).await;
             }
             _ if msg.is_request() => {
                 tokio::spawn(async move { deliver(&shared, msg).await });
@@ -259,37 +269,62 @@ async fn read_answer(shared: &Arc<Shared>, msg: &Message, resp: reqwest::Respons
     if content_type_is(&resp, "text/event-stream") {
         let mut resp = resp;
         let mut last_id: Option<String> = None;
+        let mut retry: Option<Duration> = None;
         let mut tries = 0;
+        let answered_elsewhere = shared.closed.child_token();
+        let registered = request_id.clone();
+        if let (Some(id), Ok(mut r)) = (&registered, shared.resuming.lock()) {
+            r.insert(id.clone(), answered_elsewhere.clone());
+        }
         loop {
-            match read_stream(shared, resp, request_id.as_ref(), &mut last_id, is_init).await {
-                StreamEnd::Answered => return,
-                StreamEnd::Broken(reason) => {
-                    let Some(event_id) = last_id.clone() else {
-                        ctx.fail(
-                            msg,
-                            &format!("the server's answer stream ended early: {reason}"),
-                        )
-                        .await;
-                        return;
-                    };
-                    tries += 1;
-                    if tries > MAX_RESUMES || shared.closed.is_cancelled() {
-                        ctx.fail(msg, &format!("the server's answer stream broke: {reason}"))
-                            .await;
-                        return;
+            let seen = Seen {
+                last_id: &mut last_id,
+                retry: &mut retry,
+            };
+            let end = tokio::select! {
+                end = read_stream(shared, resp, request_id.as_ref(), seen, is_init) => end,
+                _ = answered_elsewhere.cancelled() => StreamEnd::Answered,
+            };
+            let failure = match end {
+                StreamEnd::Answered => None,
+                StreamEnd::Broken(reason) => match last_id.clone() {
+                    None => Some(format!("the server's answer stream ended early: {reason}")),
+                    Some(_) if tries >= MAX_RESUMES => {
+                        Some(format!("the server's answer stream broke: {reason}"))
                     }
-                    tokio::time::sleep(Duration::from_millis(100 * (1 << tries))).await;
-                    tracing::debug!("resuming answer stream after event {event_id}");
-                    match get(shared, Some(&event_id)).await {
-                        Ok(r) => resp = r,
-                        Err(e) => {
-                            ctx.fail(msg, &format!("cannot resume the answer stream: {e}"))
-                                .await;
-                            return;
+                    Some(event_id) => {
+                        tries += 1;
+                        // The server's `retry` field says how long to wait (SEP-1699);
+                        // without one, back off exponentially.
+                        let wait = retry.unwrap_or(Duration::from_millis(100 * (1 << tries)));
+                        let resumed = tokio::select! {
+                            r = async {
+                                tokio::time::sleep(wait).await;
+                                tracing::debug!("resuming answer stream after event {event_id}");
+                                get(shared, Some(&event_id)).await
+                            } => Some(r),
+                            _ = answered_elsewhere.cancelled() => None,
+                        };
+                        match resumed {
+                            None => None,
+                            Some(Ok(r)) => {
+                                resp = r;
+                                continue;
+                            }
+                            Some(Err(e)) => Some(format!("cannot resume the answer stream: {e}")),
                         }
                     }
-                }
+                },
+            };
+            if let (Some(id), Ok(mut r)) = (&registered, shared.resuming.lock()) {
+                r.remove(id);
             }
+            if let Some(reason) = failure
+                && !answered_elsewhere.is_cancelled()
+            {
+                ctx.fail(msg, &reason).await;
+            }
+            return;
         }
     }
     match read_body(resp, ctx.limits.max_message_size).await {
@@ -319,11 +354,17 @@ enum StreamEnd {
     Broken(String),
 }
 
+/// What an answer stream told us about resuming it: the last event id and the `retry` delay.
+struct Seen<'a> {
+    last_id: &'a mut Option<String>,
+    retry: &'a mut Option<Duration>,
+}
+
 async fn read_stream(
     shared: &Arc<Shared>,
     resp: reqwest::Response,
     request_id: Option<&Id>,
-    last_id: &mut Option<String>,
+    seen: Seen<'_>,
     is_init: bool,
 ) -> StreamEnd {
     let ctx = &shared.ctx;
@@ -338,7 +379,10 @@ async fn read_stream(
             Some(Err(e)) => return StreamEnd::Broken(e),
             Some(Ok(ev)) => {
                 if let Some(id) = ev.id.filter(|i| !i.is_empty()) {
-                    *last_id = Some(id);
+                    *seen.last_id = Some(id);
+                }
+                if let Some(ms) = ev.retry {
+                    *seen.retry = Some(Duration::from_millis(ms.min(60_000)));
                 }
                 if !matches!(ev.event.as_deref(), None | Some("message")) {
                     continue;
@@ -408,7 +452,9 @@ async fn get(shared: &Shared, last_event_id: Option<&str>) -> Result<reqwest::Re
 
 /// The standalone GET stream: server-initiated messages outside any request. Reconnects
 /// (with `Last-Event-ID`) until the link closes; a server that offers none answers 405.
-fn start_get_stream(shared: &Arc<Shared>) {
+fn start_get_stream(shared: &Arc<Shared>) -> tokio::sync::oneshot::Receiver<()> {
+    let (opened_tx, opened) = tokio::sync::oneshot::channel();
+    let mut opened_tx = Some(opened_tx);
     let token = shared.closed.child_token();
     if let Ok(mut g) = shared.get_stream.lock()
         && let Some(old) = g.replace(token.clone())
@@ -440,6 +486,9 @@ fn start_get_stream(shared: &Arc<Shared>) {
                 r = req.send() => r,
                 _ = token.cancelled() => return,
             };
+            if let Some(tx) = opened_tx.take() {
+                let _ = tx.send(());
+            }
             match resp {
                 Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
                     tracing::debug!("server offers no GET stream");
@@ -473,6 +522,13 @@ fn start_get_stream(shared: &Arc<Shared>) {
                         match Message::parse(data.as_bytes()) {
                             Ok(p) => {
                                 for m in p.into_messages() {
+                                    if m.is_response()
+                                        && let Some(id) = m.id()
+                                        && let Ok(r) = shared.resuming.lock()
+                                        && let Some(t) = r.get(&id)
+                                    {
+                                        t.cancel();
+                                    }
                                     shared.ctx.deliver(m, None).await;
                                 }
                             }
@@ -497,6 +553,7 @@ fn start_get_stream(shared: &Arc<Shared>) {
             delay = (delay * 2).min(Duration::from_secs(30));
         }
     });
+    opened
 }
 
 /// Start a new session by replaying the client's `initialize` (its answer is not forwarded:
@@ -555,6 +612,6 @@ async fn renew_session(shared: &Arc<Shared>, seen_epoch: u64) -> Result<(), Stri
     if let Ok(mut s) = shared.session.lock() {
         s.epoch += 1;
     }
-    start_get_stream(shared);
+    drop(start_get_stream(shared));
     Ok(())
 }
