@@ -1,19 +1,30 @@
-//! Latency, throughput and memory of the proxy in front of the built-in demo server.
+//! Latency, throughput and memory of MCP proxies, with the same trivial echo server behind
+//! every row (`mcp-proxy --demo-server`, tool `echo`).
 //!
-//! `cargo bench` (or `cargo bench -- --calls N`). Under `cargo test` it does nothing.
+//! `cargo bench` (`cargo bench -- --calls N` for more or fewer calls per figure). Rows:
+//! - the echo server over stdio, no proxy (the stdio floor);
+//! - a minimal native HTTP echo, no proxy (the HTTP floor; this binary re-run as a server);
+//! - mcp-proxy serving the echo server over Streamable HTTP, and over HTTP+SSE;
+//! - `mcp-proxy URL`: stdio in front of a remote server (the HTTP floor);
+//! - the Python `mcp-proxy` and `supergateway` (stateful), set up the same way, when
+//!   `scripts/install-bench-peers` has installed them.
 //!
-//! Rows: the demo server over stdio directly (the floor), and mcp-proxy serving it over
-//! Streamable HTTP (JSON answers) to one session, to 16 and 64 concurrent sessions, and to 16
-//! clients sharing one session. Every answer is checked against its request.
+//! Every answer is checked against its request; the number of wrong answers is printed.
+//! Under `cargo test` this does nothing.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-proxy");
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+const BIG: usize = 100 * 1024;
 
 fn call(id: u64, msg: &str) -> String {
     format!(
@@ -21,50 +32,203 @@ fn call(id: u64, msg: &str) -> String {
     )
 }
 
+fn answers(body: &str, id: u64, msg: &str) -> bool {
+    body.contains(&format!("\"id\":{id},")) && body.contains(msg)
+}
+
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
-    v[((v.len() as f64 - 1.0) * p) as usize]
+    v.get(((v.len() as f64 - 1.0) * p) as usize)
+        .copied()
+        .unwrap_or_default()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+fn status_field(pid: u32, field: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l[field.len()..].trim().to_owned())
 }
 
-fn stdio_floor(calls: u64) -> (Duration, Duration) {
-    let mut child = Command::new(BIN)
-        .arg("--demo-server")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("demo server");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    writeln!(stdin, "{INIT}").unwrap();
-    out.read_line(&mut line).unwrap();
-    let mut lat = vec![];
-    for i in 1..=calls {
-        let msg = format!("m{i}");
-        let t = Instant::now();
-        writeln!(stdin, "{}", call(i, &msg)).unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        lat.push(t.elapsed());
-        assert!(
-            line.contains(&format!("\"id\":{i},")) && line.contains(&msg),
-            "wrong answer: {line}"
+fn rss_mib(pid: u32) -> f64 {
+    status_field(pid, "VmRSS:")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Every process below `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = vec![];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(pp) = status_field(p, "PPid:").and_then(|v| v.parse().ok()) {
+                parents.push((p, pp));
+            }
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (c, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            out.push(*c);
+            frontier.push(*c);
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Row {
+    name: String,
+    p50: Duration,
+    p99: Duration,
+    big50: Duration,
+    t16: Option<f64>,
+    t64: Option<f64>,
+    t16x1: Option<f64>,
+    rss_idle: f64,
+    rss_100: Option<f64>,
+    rss_1000: Option<f64>,
+    tree_1000: Option<f64>,
+    procs: usize,
+    first: Duration,
+    wrong: u64,
+}
+
+impl Row {
+    fn print(&self) {
+        let rate = |v: Option<f64>| v.map(|r| format!("{r:.0}")).unwrap_or_default();
+        let mib = |v: Option<f64>| v.map(|r| format!("{r:.1}")).unwrap_or_default();
+        println!(
+            "| {} | {:.0?} | {:.0?} | {:.0?} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.1?} | {} |",
+            self.name,
+            self.p50,
+            self.p99,
+            self.big50,
+            rate(self.t16),
+            rate(self.t64),
+            rate(self.t16x1),
+            self.rss_idle,
+            mib(self.rss_100),
+            mib(self.rss_1000),
+            mib(self.tree_1000),
+            self.procs,
+            self.first,
+            self.wrong,
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    (pct(&mut lat, 0.5), pct(&mut lat, 0.99))
+}
+
+// === stdio peers ===
+
+struct StdioPeer {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    line: String,
+}
+
+impl StdioPeer {
+    fn start(program: &str, args: &[&str]) -> StdioPeer {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start stdio peer");
+        let stdin = child.stdin.take().expect("stdin");
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        StdioPeer {
+            child,
+            stdin,
+            out,
+            line: String::new(),
+        }
+    }
+
+    fn ask(&mut self, body: &str) -> &str {
+        writeln!(self.stdin, "{body}").expect("write");
+        self.line.clear();
+        self.out.read_line(&mut self.line).expect("read");
+        &self.line
+    }
+
+    fn tell(&mut self, body: &str) {
+        writeln!(self.stdin, "{body}").expect("write");
+    }
+
+    fn latencies(&mut self, calls: u64, size: usize, wrong: &AtomicU64) -> Vec<Duration> {
+        let mut lat = vec![];
+        for i in 1..=calls {
+            let msg = message(i, size);
+            let t = Instant::now();
+            let body = call(i, &msg);
+            let ok = answers(self.ask(&body), i, &msg);
+            lat.push(t.elapsed());
+            if !ok {
+                wrong.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        lat
+    }
+}
+
+impl Drop for StdioPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn message(i: u64, size: usize) -> String {
+    let tag = format!("m{i}-");
+    if size <= tag.len() {
+        return tag;
+    }
+    let mut s = tag;
+    s.extend(std::iter::repeat_n('x', size - s.len()));
+    s
+}
+
+fn stdio_row(name: &str, program: &str, args: &[&str], calls: u64, wrong: &AtomicU64) -> Row {
+    let start = Instant::now();
+    let mut peer = StdioPeer::start(program, args);
+    peer.ask(INIT);
+    peer.tell(INITIALIZED);
+    let first_ok = answers(peer.ask(&call(0, "first")), 0, "first");
+    let first = start.elapsed();
+    if !first_ok {
+        wrong.fetch_add(1, Ordering::Relaxed);
+    }
+    let pid = peer.child.id();
+    let rss_idle = rss_mib(pid);
+    let mut lat = peer.latencies(calls, 16, wrong);
+    let mut big = peer.latencies((calls / 10).max(20), BIG, wrong);
+    Row {
+        name: name.into(),
+        p50: pct(&mut lat, 0.5),
+        p99: pct(&mut lat, 0.99),
+        big50: pct(&mut big, 0.5),
+        rss_idle,
+        procs: descendants(pid).len(),
+        first,
+        ..Row::default()
+    }
+}
+
+// === Streamable HTTP peers ===
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("http client")
 }
 
 async fn post(
@@ -72,38 +236,33 @@ async fn post(
     url: &str,
     sid: Option<&str>,
     body: String,
-) -> (Option<String>, String) {
+) -> Result<(Option<String>, String), String> {
     let mut req = client
         .post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
         .body(body);
     if let Some(s) = sid {
         req = req.header("mcp-session-id", s);
     }
-    let resp = req.send().await.expect("post");
+    let resp = req.send().await.map_err(|e| e.to_string())?;
     let sid = resp
         .headers()
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    (sid, resp.text().await.expect("body"))
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    Ok((sid, text))
 }
 
-async fn open(client: &reqwest::Client, url: &str) -> String {
-    let (sid, _) = post(client, url, None, INIT.to_owned()).await;
-    let sid = sid.expect("session id");
-    post(
-        client,
-        url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into(),
-    )
-    .await;
-    sid
+async fn open(client: &reqwest::Client, url: &str) -> Result<Option<String>, String> {
+    let (sid, _) = post(client, url, None, INIT.to_owned()).await?;
+    post(client, url, sid.as_deref(), INITIALIZED.into()).await?;
+    Ok(sid)
 }
 
-/// `clients` tasks, `per` calls each, over `sessions` distinct sessions; calls/s.
+/// `clients` tasks making `per` calls each over `sessions` sessions; calls/s.
 async fn throughput(
     url: &str,
     clients: usize,
@@ -111,13 +270,10 @@ async fn throughput(
     per: u64,
     wrong: Arc<AtomicU64>,
 ) -> f64 {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
+    let client = client();
     let mut sids = vec![];
     for _ in 0..sessions {
-        sids.push(open(&client, url).await);
+        sids.push(open(&client, url).await.expect("open session"));
     }
     let start = Instant::now();
     let mut tasks = vec![];
@@ -128,114 +284,508 @@ async fn throughput(
         let wrong = wrong.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
-                let id = (c as u64) * 1_000_000 + i;
-                let msg = format!("c{c}-{i}");
-                let (_, body) = post(&client, &url, Some(&sid), call(id, &msg)).await;
-                if !(body.contains(&format!("\"id\":{id},")) && body.contains(&msg)) {
-                    wrong.fetch_add(1, Ordering::Relaxed);
+                let id = (c as u64 + 1) * 1_000_000 + i;
+                let msg = format!("c{c}-{i}-");
+                match post(&client, &url, sid.as_deref(), call(id, &msg)).await {
+                    Ok((_, body)) if answers(&body, id, &msg) => {}
+                    _ => {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        let _ = t.await;
     }
     (clients as u64 * per) as f64 / start.elapsed().as_secs_f64()
 }
 
-#[tokio::main]
-async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        return; // built by `cargo test --all-targets`; the figures come from `cargo bench`
+async fn http_latencies(
+    client: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    calls: u64,
+    size: usize,
+    wrong: &AtomicU64,
+) -> Vec<Duration> {
+    let mut lat = vec![];
+    for i in 1..=calls {
+        let msg = message(i, size);
+        let t = Instant::now();
+        let ok = matches!(post(client, url, sid, call(i, &msg)).await, Ok((_, b)) if answers(&b, i, &msg));
+        lat.push(t.elapsed());
+        if !ok {
+            wrong.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    let calls: u64 = std::env::args()
-        .skip_while(|a| a != "--calls")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let (f50, f99) = stdio_floor(calls);
-    println!("| row | p50 | p99 | calls/s |");
-    println!("| --- | --- | --- | --- |");
-    println!("| demo server over stdio, direct (floor) | {f50:.0?} | {f99:.0?} | |");
+    lat
+}
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// A server process reached over Streamable HTTP at `url`.
+async fn http_row(
+    name: &str,
+    mut server: Child,
+    url: &str,
+    calls: u64,
+    sessions: bool,
+    wrong: Arc<AtomicU64>,
+) -> Row {
     let start = Instant::now();
-    let mut proxy = Command::new(BIN)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--log-level",
-            "warn",
-            "--",
-            BIN,
-            "--demo-server",
-        ])
-        .spawn()
-        .expect("proxy");
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let client = reqwest::Client::new();
+    let client = client();
     let sid = loop {
-        if let Ok(r) = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(INIT)
-            .send()
-            .await
-        {
-            let s = r
-                .headers()
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let _ = r.text().await;
-            break s.expect("session");
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("{name}: no answer at {url} within 60 s");
+        }
+        if let Ok(sid) = open(&client, url).await {
+            match post(&client, url, sid.as_deref(), call(0, "first")).await {
+                Ok((_, b)) if answers(&b, 0, "first") => break sid,
+                _ => {}
+            }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let first = start.elapsed();
-    let idle = rss_kib(proxy.id());
-    let mut lat = vec![];
-    for i in 1..=calls {
-        let msg = format!("m{i}");
-        let t = Instant::now();
-        let (_, body) = post(&client, &url, Some(&sid), call(i, &msg)).await;
-        lat.push(t.elapsed());
-        assert!(
-            body.contains(&format!("\"id\":{i},")) && body.contains(&msg),
-            "wrong answer: {body}"
+    let pid = server.id();
+    let rss_idle = rss_mib(pid);
+    let mut lat = http_latencies(&client, url, sid.as_deref(), calls, 16, &wrong).await;
+    let mut big = http_latencies(
+        &client,
+        url,
+        sid.as_deref(),
+        (calls / 10).max(20),
+        BIG,
+        &wrong,
+    )
+    .await;
+    let mut row = Row {
+        name: name.into(),
+        p50: pct(&mut lat, 0.5),
+        p99: pct(&mut lat, 0.99),
+        big50: pct(&mut big, 0.5),
+        rss_idle,
+        first,
+        ..Row::default()
+    };
+    let per = |clients: u64| (calls * 4 / clients).max(50);
+    row.t16 = Some(throughput(url, 16, 16, per(16), wrong.clone()).await);
+    row.t64 = Some(throughput(url, 64, 64, per(64), wrong.clone()).await);
+    row.t16x1 = Some(throughput(url, 16, 1, per(16), wrong.clone()).await);
+    if sessions {
+        // Sessions that stay open (the throughput runs opened 81 already).
+        let mut kept = vec![];
+        for target in [100usize, 1000] {
+            while kept.len() < target {
+                match open(&client, url).await {
+                    Ok(s) => kept.push(s),
+                    Err(e) => {
+                        eprintln!("{name}: opening session {} failed: {e}", kept.len() + 1);
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let rss = rss_mib(pid);
+            if target == 100 {
+                row.rss_100 = Some(rss);
+            } else {
+                row.rss_1000 = Some(rss);
+                row.tree_1000 =
+                    Some(rss + descendants(pid).iter().map(|p| rss_mib(*p)).sum::<f64>());
+            }
+        }
+    }
+    row.procs = descendants(pid).len();
+    let _ = server.kill();
+    let _ = server.wait();
+    row
+}
+
+// === HTTP+SSE (2024-11-05) ===
+
+async fn sse_row(
+    name: &str,
+    mut server: Child,
+    base: &str,
+    calls: u64,
+    wrong: Arc<AtomicU64>,
+) -> Row {
+    let client = client();
+    let start = Instant::now();
+    let resp = loop {
+        if let Ok(r) = client
+            .get(format!("{base}/sse"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+        {
+            break r;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("{name}: no SSE endpoint");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+    let mut next_data = async || loop {
+        match events.next().await {
+            Some(Ok(ev)) => {
+                if let Some(d) = ev.data {
+                    return (ev.event, d);
+                }
+            }
+            other => panic!("{name}: SSE stream ended: {:?}", other.map(|r| r.err())),
+        }
+    };
+    let (_, endpoint) = next_data().await;
+    let post_url = format!("{base}{}", endpoint.trim());
+    let send = |body: String| {
+        let c = client.clone();
+        let u = post_url.clone();
+        async move {
+            c.post(u)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|_| ())
+        }
+    };
+    send(INIT.into()).await.expect("post initialize");
+    next_data().await;
+    send(INITIALIZED.into()).await.expect("post initialized");
+    send(call(0, "first")).await.expect("post call");
+    let (_, b) = next_data().await;
+    let first = start.elapsed();
+    if !answers(&b, 0, "first") {
+        wrong.fetch_add(1, Ordering::Relaxed);
+    }
+    let rss_idle = rss_mib(server.id());
+    let mut run = async |calls: u64, size: usize| {
+        let mut lat = vec![];
+        for i in 1..=calls {
+            let msg = message(i, size);
+            let t = Instant::now();
+            send(call(i, &msg)).await.expect("post call");
+            let (_, b) = next_data().await;
+            lat.push(t.elapsed());
+            if !answers(&b, i, &msg) {
+                wrong.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        lat
+    };
+    let mut lat = run(calls, 16).await;
+    let mut big = run((calls / 10).max(20), BIG).await;
+    let row = Row {
+        name: name.into(),
+        p50: pct(&mut lat, 0.5),
+        p99: pct(&mut lat, 0.99),
+        big50: pct(&mut big, 0.5),
+        rss_idle,
+        procs: descendants(server.id()).len(),
+        first,
+        ..Row::default()
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    row
+}
+
+// === the HTTP floor: a minimal native Streamable HTTP echo ===
+
+async fn http_echo_server(port: u16) {
+    use axum::http::header;
+    async fn handle(body: axum::body::Bytes) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return axum::http::StatusCode::BAD_REQUEST.into_response();
+        };
+        let Some(id) = req.get("id").cloned() else {
+            return axum::http::StatusCode::ACCEPTED.into_response();
+        };
+        let result = match req["method"].as_str() {
+            Some("initialize") => serde_json::json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "http-echo", "version": "1"}
+            }),
+            Some("tools/call") => serde_json::json!({
+                "content": [{"type": "text", "text": req["params"]["arguments"]["message"]}]
+            }),
+            _ => serde_json::json!({}),
+        };
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+        (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::HeaderName::from_static("mcp-session-id"), "floor"),
+            ],
+            answer.to_string(),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new().route("/mcp", axum::routing::post(handle));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    axum::serve(listener, app).await.expect("serve");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn spawn(program: &str, args: &[&str]) -> Child {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+}
+
+fn bench_peer(rel: &str) -> Option<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".peers/bench")
+        .join(rel);
+    p.exists().then(|| p.display().to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(port) = args
+        .iter()
+        .position(|a| a == "--http-echo")
+        .and_then(|i| args.get(i + 1))
+    {
+        http_echo_server(port.parse().expect("port")).await;
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        return; // built by `cargo test --all-targets`; the figures come from `cargo bench`
+    }
+    let calls: u64 = args
+        .iter()
+        .skip_while(|a| *a != "--calls")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let only: Option<String> = args.iter().skip_while(|a| *a != "--only").nth(1).cloned();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let wrong = Arc::new(AtomicU64::new(0));
+    let me = std::env::current_exe()
+        .expect("own path")
+        .display()
+        .to_string();
+    let mut rows: Vec<Row> = vec![];
+    let mut counted = 0u64;
+    let mut tally = |rows: &mut Vec<Row>, mut row: Row| {
+        let now = wrong.load(Ordering::Relaxed);
+        row.wrong = now - counted;
+        counted = now;
+        rows.push(row);
+    };
+
+    if wanted("stdio") {
+        tally(
+            &mut rows,
+            stdio_row(
+                "echo server over stdio, no proxy (stdio floor)",
+                BIN,
+                &["--demo-server"],
+                calls,
+                &wrong,
+            ),
         );
     }
-    println!(
-        "| mcp-proxy, Streamable HTTP, 1 client | {:.0?} | {:.0?} | |",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99)
-    );
-    let wrong = Arc::new(AtomicU64::new(0));
-    for (clients, sessions) in [(16, 16), (64, 64), (16, 1)] {
-        let per = (calls * 4 / clients as u64).max(50);
-        let rate = throughput(&url, clients, sessions, per, wrong.clone()).await;
-        println!("| mcp-proxy, {clients} clients, {sessions} session(s) | | | {rate:.0} |");
+    let floor_port = free_port();
+    let floor = spawn(&me, &["--http-echo", &floor_port.to_string()]);
+    let floor_url = format!("http://127.0.0.1:{floor_port}/mcp");
+    if wanted("floor") {
+        let port = free_port();
+        let server = spawn(&me, &["--http-echo", &port.to_string()]);
+        tally(
+            &mut rows,
+            http_row(
+                "native HTTP echo, no proxy (HTTP floor)",
+                server,
+                &format!("http://127.0.0.1:{port}/mcp"),
+                calls,
+                false,
+                wrong.clone(),
+            )
+            .await,
+        );
     }
-    let busy = rss_kib(proxy.id());
-    let mut sessions = vec![];
-    for _ in 0..1000 {
-        sessions.push(open(&client, &url).await);
+    if wanted("mcp-proxy") {
+        let port = free_port();
+        let p = port.to_string();
+        let server = spawn(
+            BIN,
+            &[
+                "--port",
+                &p,
+                "--log-level",
+                "warn",
+                "--",
+                BIN,
+                "--demo-server",
+            ],
+        );
+        tally(
+            &mut rows,
+            http_row(
+                "mcp-proxy, Streamable HTTP",
+                server,
+                &format!("http://127.0.0.1:{port}/mcp"),
+                calls,
+                true,
+                wrong.clone(),
+            )
+            .await,
+        );
+        let port = free_port();
+        let p = port.to_string();
+        let server = spawn(
+            BIN,
+            &[
+                "--port",
+                &p,
+                "--log-level",
+                "warn",
+                "--",
+                BIN,
+                "--demo-server",
+            ],
+        );
+        tally(
+            &mut rows,
+            sse_row(
+                "mcp-proxy, HTTP+SSE",
+                server,
+                &format!("http://127.0.0.1:{port}"),
+                calls,
+                wrong.clone(),
+            )
+            .await,
+        );
+        // Wait for the floor to listen, then put the stdio front before it.
+        let _ = open(&client(), &floor_url).await;
+        tally(
+            &mut rows,
+            stdio_row(
+                "mcp-proxy URL (stdio → remote HTTP floor)",
+                BIN,
+                &[&floor_url, "--log-level", "warn"],
+                calls,
+                &wrong,
+            ),
+        );
     }
-    let thousand = rss_kib(proxy.id());
+    if wanted("python") {
+        match bench_peer("venv/bin/mcp-proxy") {
+            Some(py) => {
+                let port = free_port();
+                let p = port.to_string();
+                let server = spawn(&py, &["--port", &p, "--", BIN, "--demo-server"]);
+                tally(
+                    &mut rows,
+                    http_row(
+                        "Python mcp-proxy 0.13.0, Streamable HTTP",
+                        server,
+                        &format!("http://127.0.0.1:{port}/mcp"),
+                        calls,
+                        true,
+                        wrong.clone(),
+                    )
+                    .await,
+                );
+            }
+            None => eprintln!("Python mcp-proxy not installed: run scripts/install-bench-peers"),
+        }
+    }
+    if wanted("supergateway") {
+        match bench_peer("node/node_modules/supergateway/dist/index.js") {
+            Some(sg) => {
+                let port = free_port();
+                let p = port.to_string();
+                let cmd = format!("{BIN} --demo-server");
+                let server = spawn(
+                    "node",
+                    &[
+                        &sg,
+                        "--stdio",
+                        &cmd,
+                        "--outputTransport",
+                        "streamableHttp",
+                        "--stateful",
+                        "--port",
+                        &p,
+                        "--logLevel",
+                        "none",
+                    ],
+                );
+                tally(
+                    &mut rows,
+                    http_row(
+                        "supergateway 4.0.0 (stateful), Streamable HTTP",
+                        server,
+                        &format!("http://127.0.0.1:{port}/mcp"),
+                        calls,
+                        true,
+                        wrong.clone(),
+                    )
+                    .await,
+                );
+            }
+            None => eprintln!("supergateway not installed: run scripts/install-bench-peers"),
+        }
+    }
+    let mut floor = floor;
+    let _ = floor.kill();
+    let _ = floor.wait();
+
     println!();
-    println!("first answer after start (incl. child start): {first:.1?}");
     println!(
-        "RSS idle: {:.1} MiB; after load: {:.1} MiB; with 1,000 more sessions: {:.1} MiB",
-        idle as f64 / 1024.0,
-        busy as f64 / 1024.0,
-        thousand as f64 / 1024.0
+        "| row | p50 | p99 | p50 100 KiB | calls/s 16 | calls/s 64 | calls/s 16→1 session | RSS idle MiB | RSS 100 sessions | RSS 1,000 sessions | RSS 1,000 incl. children | processes | first answer |"
     );
-    println!("wrong answers: {}", wrong.load(Ordering::Relaxed));
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in &rows {
+        r.print();
+    }
+    let find = |needle: &str| rows.iter().find(|r| r.name.contains(needle));
+    if let (Some(floor), Some(ours)) = (find("(HTTP floor)"), find("mcp-proxy, Streamable")) {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        println!();
+        println!(
+            "mcp-proxy / HTTP floor: p50 {:.2}x (target ≤ 1.5x)",
+            ratio(ours.p50, floor.p50)
+        );
+        if let (Some(a), Some(b)) = (ours.t64, floor.t64) {
+            println!(
+                "mcp-proxy / HTTP floor: throughput at 64 clients {:.0}% (target ≥ 60%)",
+                100.0 * a / b
+            );
+        }
+        println!(
+            "mcp-proxy: idle RSS {:.1} MiB (target ≤ 6); 1,000 sessions add {:.1} MiB (target ≤ 30)",
+            ours.rss_idle,
+            ours.rss_1000.unwrap_or(0.0) - ours.rss_idle
+        );
+        if let Some(url) = find("mcp-proxy URL") {
+            println!(
+                "mcp-proxy URL: p50 {:.0?} = HTTP floor + {:.0?} ({:.2}x the floor's p50 added; target ≤ 1.5x)",
+                url.p50,
+                url.p50.saturating_sub(floor.p50),
+                ratio(url.p50.saturating_sub(floor.p50), floor.p50)
+            );
+        }
+    }
+    println!("wrong answers in all: {}", wrong.load(Ordering::Relaxed));
 }

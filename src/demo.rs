@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::jsonrpc::{Id, Message, code, to_raw};
 use crate::route::hub::{LATEST_LEGACY, LEGACY_VERSIONS};
-use crate::transport::stdio::{Line, read_line, write_lines};
+use crate::transport::stdio::{Line, own_stdin, own_stdout, read_line, write_lines};
 
 type Waiters = Arc<Mutex<HashMap<Id, oneshot::Sender<Message>>>>;
 
@@ -31,7 +31,7 @@ struct Demo {
 
 pub async fn run() {
     let (out, rx) = mpsc::channel::<Message>(256);
-    let writer = tokio::spawn(write_lines(tokio::io::stdout(), rx, |_, _| {}));
+    let writer = tokio::spawn(write_lines(own_stdout(), rx, |_, _| {}));
     let demo = Arc::new(Demo {
         out,
         waiters: Default::default(),
@@ -39,7 +39,7 @@ pub async fn run() {
         running: Default::default(),
         cancelled: Default::default(),
     });
-    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut stdin = BufReader::with_capacity(64 * 1024, own_stdin());
     while let Ok(Some(line)) = read_line(&mut stdin, 64 << 20).await {
         let Line::Data(bytes) = line else { continue };
         if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -236,14 +236,14 @@ impl Hub {
         };
         match entry.tx.try_send(Outgoing::new(msg, related)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(super::SendError::Full) => {
                 tracing::warn!(
                     session,
                     "client is not reading its messages; ending its session"
                 );
                 st.sessions.remove(&session);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(super::SendError::Closed) => {
                 st.sessions.remove(&session);
             }
         }
@@ -836,6 +836,9 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
     hub.deliver(st, session, msg, related);
 }
 
+/// How long a shared server's `roots/list` waits for the clients' answers.
+const ROOTS_WAIT: Duration = Duration::from_secs(5);
+
 /// A shared server works for every connected client, so its `roots/list` is answered with the
 /// roots of all of them (`--per-client` gives each client a server that sees only its own).
 fn gather_roots(hub: &Hub, st: &mut State, id: Id, sessions: Vec<u64>) {
@@ -855,9 +858,12 @@ fn gather_roots(hub: &Hub, st: &mut State, id: Id, sessions: Vec<u64>) {
     }
     let Some(tx) = hub.sender() else { return };
     tokio::spawn(async move {
+        // One deadline for all: a client that does not answer (it may have gone without
+        // ending its session) costs the others nothing beyond it.
+        let deadline = tokio::time::Instant::now() + ROOTS_WAIT;
         let mut roots: Vec<Value> = vec![];
         for rx in waiters {
-            let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(10), rx).await else {
+            let Ok(Ok(answer)) = tokio::time::timeout_at(deadline, rx).await else {
                 continue;
             };
             let list = answer

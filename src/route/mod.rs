@@ -31,8 +31,61 @@ impl Outgoing {
     }
 }
 
-/// Where a session's messages to the client go.
-pub type SessionTx = mpsc::Sender<Outgoing>;
+/// Where a session's messages to the client go: a bounded queue that the front end drains,
+/// or a function that files each message straight away (the HTTP front end's replay buffers),
+/// which saves a task switch per message.
+#[derive(Clone)]
+pub enum SessionTx {
+    Queue(mpsc::Sender<Outgoing>),
+    Direct(Arc<dyn Fn(Outgoing) -> Filed + Send + Sync>),
+}
+
+/// What became of a message handed to [`SessionTx::Direct`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    Yes,
+    /// The session is gone.
+    Closed,
+}
+
+/// Why a message could not be handed to a session.
+#[derive(Debug)]
+pub enum SendError {
+    /// The client is not reading: its queue is full.
+    Full,
+    Closed,
+}
+
+impl SessionTx {
+    pub fn direct(f: impl Fn(Outgoing) -> Filed + Send + Sync + 'static) -> Self {
+        SessionTx::Direct(Arc::new(f))
+    }
+
+    /// Hand over a message without waiting.
+    pub fn try_send(&self, o: Outgoing) -> Result<(), SendError> {
+        match self {
+            SessionTx::Queue(q) => q.try_send(o).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendError::Full,
+                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+            }),
+            SessionTx::Direct(f) => match f(o) {
+                Filed::Yes => Ok(()),
+                Filed::Closed => Err(SendError::Closed),
+            },
+        }
+    }
+
+    /// Hand over a message, waiting for room in a queue; `Err` once the session is gone.
+    pub async fn send(&self, o: Outgoing) -> Result<(), ()> {
+        match self {
+            SessionTx::Queue(q) => q.send(o).await.map_err(|_| ()),
+            SessionTx::Direct(f) => match f(o) {
+                Filed::Yes => Ok(()),
+                Filed::Closed => Err(()),
+            },
+        }
+    }
+}
 
 /// How many messages may wait for one client before it counts as stuck.
 pub const SESSION_QUEUE: usize = 1024;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::streamable::read_limited;
 use super::{AppState, sse_body};
 use crate::jsonrpc::Message;
-use crate::route::{Outgoing, Route, SESSION_QUEUE};
+use crate::route::{Outgoing, Route, SESSION_QUEUE, SessionTx};
 
 #[derive(Default)]
 pub struct Sessions {
@@ -75,7 +75,7 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .into_response();
     }
     let (tx, rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
-    let route = match state.backend.open(tx).await {
+    let route = match state.backend.open(SessionTx::Queue(tx)).await {
         Ok(r) => Arc::new(r),
         Err(e) => {
             tracing::error!("{e}");

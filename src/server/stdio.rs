@@ -5,14 +5,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::{Message, code};
-use crate::route::{Backend, Outgoing, SESSION_QUEUE};
-use crate::transport::stdio::{Line, read_line, write_lines};
+use crate::route::{Backend, Outgoing, SESSION_QUEUE, SessionTx};
+use crate::transport::stdio::{Line, own_stdin, own_stdout, read_line, write_lines};
 
 /// Serve one client on stdin/stdout until stdin ends or `shutdown` fires.
 pub async fn serve(backend: Backend, max_message_size: usize, shutdown: CancellationToken) {
     let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
     let (line_tx, line_rx) = mpsc::channel::<Message>(256);
-    let writer = tokio::spawn(write_lines(tokio::io::stdout(), line_rx, |_, e| {
+    let writer = tokio::spawn(write_lines(own_stdout(), line_rx, |_, e| {
         tracing::debug!("stdout closed: {e}");
     }));
     let forward_tx = line_tx.clone();
@@ -23,14 +23,14 @@ pub async fn serve(backend: Backend, max_message_size: usize, shutdown: Cancella
             }
         }
     });
-    let route = match backend.open(out_tx).await {
+    let route = match backend.open(SessionTx::Queue(out_tx)).await {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!("{e}");
             None
         }
     };
-    let mut stdin = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+    let mut stdin = BufReader::with_capacity(64 * 1024, own_stdin());
     loop {
         let line = tokio::select! {
             l = read_line(&mut stdin, max_message_size) => l,

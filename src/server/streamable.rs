@@ -15,13 +15,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppState, sse_body};
 use crate::jsonrpc::{Id, Message, Payload, batch_to_json, code};
 use crate::route::hub::LEGACY_VERSIONS;
-use crate::route::{Outgoing, Route, SESSION_QUEUE};
+use crate::route::{Filed, Outgoing, Route, SessionTx};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -526,8 +526,24 @@ fn json_response(
 }
 
 async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
-    let route = state.backend.open(tx).await?;
+    // Messages for the client are filed into the session's stream buffers as they come,
+    // by whoever produced them (no task in between).
+    let cell: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Default::default();
+    let sink = {
+        let cell = cell.clone();
+        SessionTx::direct(move |o: Outgoing| match cell.get() {
+            // Nothing can be meant for a session that does not exist yet.
+            None => Filed::Yes,
+            Some(weak) => match weak.upgrade() {
+                Some(s) if !s.closed.is_cancelled() => {
+                    s.dispatch(o);
+                    Filed::Yes
+                }
+                _ => Filed::Closed,
+            },
+        })
+    };
+    let route = state.backend.open(sink).await?;
     let mut streams = HashMap::new();
     streams.insert(STANDALONE, StreamBuf::new(HashSet::new()));
     let session = Arc::new(Session {
@@ -543,19 +559,7 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
         closed: CancellationToken::new(),
         replay_events: state.options.replay_events.max(1),
     });
-    let weak = Arc::downgrade(&session);
-    let closed = session.closed.clone();
-    tokio::spawn(async move {
-        loop {
-            let o = tokio::select! {
-                o = rx.recv() => o,
-                _ = closed.cancelled() => return,
-            };
-            let Some(o) = o else { return };
-            let Some(s) = weak.upgrade() else { return };
-            s.dispatch(o);
-        }
-    });
+    let _ = cell.set(Arc::downgrade(&session));
     if !state.options.stateless {
         tracing::debug!(session = %session.id, "session started");
     }

@@ -325,6 +325,61 @@ fn set_parent_death_signal(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn set_parent_death_signal(_cmd: &mut Command) {}
 
+/// Our own stdin, driven by the event loop when it is a pipe or a socket (as when a client
+/// starts us), so that no blocking thread sits between the client and us; anything else
+/// (a terminal, a file) is read the portable way.
+pub fn own_stdin() -> std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> {
+    match event_driven(&std::io::stdin()) {
+        Some(Own::Pipe(f)) => match tokio::net::unix::pipe::Receiver::from_file(f) {
+            Ok(r) => return Box::pin(r),
+            Err(e) => tracing::debug!("stdin pipe: {e}"),
+        },
+        Some(Own::Socket(s)) => match tokio::net::UnixStream::from_std(s) {
+            Ok(s) => return Box::pin(s),
+            Err(e) => tracing::debug!("stdin socket: {e}"),
+        },
+        None => {}
+    }
+    Box::pin(tokio::io::stdin())
+}
+
+/// Our own stdout; see [`own_stdin`].
+pub fn own_stdout() -> std::pin::Pin<Box<dyn AsyncWrite + Send>> {
+    match event_driven(&std::io::stdout()) {
+        Some(Own::Pipe(f)) => match tokio::net::unix::pipe::Sender::from_file(f) {
+            Ok(w) => return Box::pin(w),
+            Err(e) => tracing::debug!("stdout pipe: {e}"),
+        },
+        Some(Own::Socket(s)) => match tokio::net::UnixStream::from_std(s) {
+            Ok(s) => return Box::pin(s),
+            Err(e) => tracing::debug!("stdout socket: {e}"),
+        },
+        None => {}
+    }
+    Box::pin(tokio::io::stdout())
+}
+
+enum Own {
+    Pipe(std::fs::File),
+    Socket(std::os::unix::net::UnixStream),
+}
+
+fn event_driven(fd: &impl std::os::fd::AsFd) -> Option<Own> {
+    use std::os::unix::fs::FileTypeExt;
+    let owned = fd.as_fd().try_clone_to_owned().ok()?;
+    let file = std::fs::File::from(owned);
+    let kind = file.metadata().ok()?.file_type();
+    if kind.is_fifo() {
+        Some(Own::Pipe(file))
+    } else if kind.is_socket() {
+        let s = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+        s.set_nonblocking(true).ok()?;
+        Some(Own::Socket(s))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,28 @@ fn remote_server_re_served_over_http_to_two_clients() {
     let p = Proxy::start(&[&format!("http://127.0.0.1:{port}/mcp")]);
     scenario_passes(&["--url", &p.url("/mcp"), "--clients", "2", "--quick"]);
 }
+
+fn ts_scenario_passes(url: &str, transport: &str, clients: &str) {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/ts_scenario.mjs")
+        .display()
+        .to_string();
+    let mut cmd = std::process::Command::new(node());
+    cmd.args([script.as_str(), url, transport, clients])
+        .env("MCP_PEERS_NODE", peers().join("node"));
+    let out = cmd.output().expect("run the TypeScript SDK client");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "TypeScript SDK scenario failed ({url}):\n{text}"
+    );
+    assert!(text.contains("0 failed"), "{text}");
+}
+
+#[test]
+fn typescript_sdk_clients_over_streamable_http_and_sse() {
+    let proxy = everything_behind_proxy(&[]);
+    ts_scenario_passes(&proxy.url("/mcp"), "streamable", "2");
+    ts_scenario_passes(&proxy.url("/sse"), "sse", "1");
+}
