@@ -755,7 +755,9 @@ async fn main() {
     println!(
         "| row | p50 | p99 | p50 100 KiB | calls/s 16 | calls/s 64 | calls/s 16→1 session | RSS idle MiB | RSS 100 sessions | RSS 1,000 sessions | RSS 1,000 incl. children | processes | first answer | wrong answers |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for r in &rows {
         r.print();
     }

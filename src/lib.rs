@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod era;
 pub mod jsonrpc;
 pub mod route;
 pub mod server;

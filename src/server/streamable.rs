@@ -105,6 +105,9 @@ pub struct Session {
     writers: std::sync::atomic::AtomicUsize,
     closed: CancellationToken,
     replay_events: usize,
+    /// For a modern (2026-07-28) client in front of a legacy route: the method of each request
+    /// in flight, so that its answer can be given what the modern client requires.
+    modern: Option<Mutex<HashMap<Id, String>>>,
 }
 
 impl Session {
@@ -134,7 +137,18 @@ impl Session {
         let Inner {
             streams, waiters, ..
         } = &mut *inner;
-        let msg = o.msg;
+        let mut msg = o.msg;
+        if let Some(methods) = &self.modern
+            && msg.is_response()
+            && let Some(id) = msg.id()
+            && let Some(method) = methods.lock().ok().and_then(|mut m| m.remove(&id))
+        {
+            if method == "server/discover" {
+                crate::era::discover_result(&mut msg);
+            } else {
+                crate::era::modernise_result(&method, &mut msg);
+            }
+        }
         let target = if msg.is_response() {
             let Some(id) = msg.id() else { return };
             let Some(s) = waiters.remove(&id) else {
@@ -345,6 +359,9 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     let is_batch = matches!(payload, Payload::Batch(_));
     let messages = payload.into_messages();
+    if is_modern_request(&headers, &messages) {
+        return modern_post(&state, &headers, messages, is_batch).await;
+    }
     let has_init = messages
         .iter()
         .any(|m| m.is_request() && m.method() == Some("initialize"));
@@ -359,7 +376,7 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         return r;
     }
     let (session, new_session) = if state.options.stateless || has_init {
-        match new_session(&state).await {
+        match new_session(&state, false).await {
             Ok(s) => (s, true),
             Err(reason) => {
                 let answers: Vec<Message> = messages
@@ -381,6 +398,29 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     if new_session && !ephemeral {
         state.streamable.insert(session.clone());
     }
+    answer(
+        &state,
+        &headers,
+        session,
+        messages,
+        is_batch,
+        ephemeral,
+        session_header,
+    )
+    .await
+}
+
+/// Send a POST's messages along the session's route and answer it: 202 for notifications
+/// only, else plain JSON when the first thing to say is the single answer, else an SSE stream.
+async fn answer(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    session: Arc<Session>,
+    messages: Vec<Message>,
+    is_batch: bool,
+    ephemeral: bool,
+    session_header: Option<String>,
+) -> Response {
     let requests: HashSet<Id> = messages
         .iter()
         .filter(|m| m.is_request())
@@ -472,13 +512,107 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     guard.finish();
     // Clients of 2025-11-25 and later get a priming event first (an id and empty data), so
     // that they can resume the stream even if it breaks before the first message.
-    let prime = header_str(&headers, VERSION_HEADER).is_some_and(|v| v >= PRIMING_SINCE);
+    let prime = header_str(headers, VERSION_HEADER).is_some_and(|v| v >= PRIMING_SINCE);
     let stream = writer(state.clone(), session.clone(), sid, 0, ephemeral, prime);
     let mut extra = vec![];
     if let Some(id) = session_header {
         extra.push((SESSION_HEADER, id));
     }
     sse_body::response(stream, &extra)
+}
+
+// === modern clients (2026-07-28: stateless, no handshake) ===
+
+/// A request of the stateless era: its `MCP-Protocol-Version` header, or (without a session)
+/// the version in its `_meta`, names 2026-07-28 or later.
+fn is_modern_request(headers: &HeaderMap, messages: &[Message]) -> bool {
+    if let Some(v) = header_str(headers, VERSION_HEADER) {
+        return crate::era::is_modern(v);
+    }
+    header_str(headers, SESSION_HEADER).is_none()
+        && messages.first().is_some_and(|m| {
+            crate::era::RequestMeta::of(m)
+                .version
+                .is_some_and(|v| crate::era::is_modern(&v))
+        })
+}
+
+/// Serve one modern request from a legacy route: the client's per-request metadata becomes a
+/// handshake of the proxy's own on a session that lives as long as the request.
+async fn modern_post(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    messages: Vec<Message>,
+    is_batch: bool,
+) -> Response {
+    let refuse = |status: StatusCode, m: Message| json_response(status, &[m], false, None);
+    let msg = match <[Message; 1]>::try_from(messages) {
+        Ok([m]) if !is_batch => m,
+        _ => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                "Bad Request: revision 2026-07-28 has no batches",
+            );
+        }
+    };
+    let id = msg.id().unwrap_or_else(crate::jsonrpc::Id::null);
+    let seen = crate::era::Headers {
+        version: header_str(headers, VERSION_HEADER),
+        method: header_str(headers, "mcp-method"),
+        name: header_str(headers, "mcp-name"),
+    };
+    let meta = match crate::era::validate(&msg, &seen) {
+        Ok(m) => m,
+        Err(refusal) => return refuse(StatusCode::BAD_REQUEST, refusal.to_message(id)),
+    };
+    if !msg.is_request() {
+        // Without sessions a notification (a cancellation of a request whose connection is
+        // already gone) has nothing left to act on.
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let method = msg.method().unwrap_or("").to_owned();
+    let session = match new_session(state, true).await {
+        Ok(s) => s,
+        Err(reason) => {
+            let m = Message::error(id, code::UPSTREAM_UNAVAILABLE, &reason, None);
+            return refuse(StatusCode::OK, m);
+        }
+    };
+    let Some(route) = session.route() else {
+        return http_error(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            "Session ended",
+        );
+    };
+    if let Some(methods) = &session.modern
+        && let Ok(mut m) = methods.lock()
+    {
+        m.insert(id.clone(), method.clone());
+    }
+    // Server-to-client requests (sampling, elicitation, roots) would need `input_required`
+    // results towards this client; until then the legacy side is not told it can ask.
+    let mut legacy_meta = meta.clone();
+    if let Some(serde_json::Value::Object(caps)) = &mut legacy_meta.capabilities {
+        for k in ["sampling", "elicitation", "roots"] {
+            caps.remove(k);
+        }
+    }
+    if method == "server/discover" {
+        let init = crate::era::legacy_initialize(id, &legacy_meta);
+        return answer(state, headers, session, vec![init], false, true, None).await;
+    }
+    let handshake = crate::jsonrpc::Id::string("mcp-proxy-handshake");
+    route
+        .send(crate::era::legacy_initialize(handshake, &legacy_meta))
+        .await;
+    if matches!(state.backend, crate::route::Backend::PerSession { .. }) {
+        route
+            .send(Message::notification("notifications/initialized", None))
+            .await;
+    }
+    answer(state, headers, session, vec![msg], false, true, None).await
 }
 
 /// Forgets a POST's stream if the client goes away before an answer was chosen.
@@ -525,7 +659,7 @@ fn json_response(
     resp
 }
 
-async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
+async fn new_session(state: &Arc<AppState>, modern: bool) -> Result<Arc<Session>, String> {
     // Messages for the client are filed into the session's stream buffers as they come,
     // by whoever produced them (no task in between).
     let cell: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Default::default();
@@ -558,6 +692,7 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
         writers: Default::default(),
         closed: CancellationToken::new(),
         replay_events: state.options.replay_events.max(1),
+        modern: modern.then(Default::default),
     });
     let _ = cell.set(Arc::downgrade(&session));
     if !state.options.stateless {

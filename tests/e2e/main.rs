@@ -2,6 +2,7 @@
 //! One test binary (modules below) keeps link time down.
 
 mod conformance;
+mod era;
 mod protocol;
 mod sdk;
 mod util;

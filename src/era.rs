@@ -1,0 +1,322 @@
+//! Protocol eras: the stateless revision 2026-07-28 ("modern") and the session-based revisions
+//! 2024-11-05 .. 2025-11-25 ("legacy"), and what it takes to translate between them.
+//!
+//! A modern request carries everything a legacy `initialize` said once per session: its
+//! protocol version, the client's capabilities and info, in `params._meta`. Towards a legacy
+//! server the proxy replays that as a handshake of its own; the answers get what modern clients
+//! require and legacy servers do not send (`resultType`, and the cache fields on list and read
+//! results).
+
+use serde_json::Value;
+
+use crate::jsonrpc::{Message, code, to_raw};
+
+/// The stateless revision.
+pub const MODERN: &str = "2026-07-28";
+/// Modern revisions this proxy speaks.
+pub const MODERN_VERSIONS: &[&str] = &[MODERN];
+
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// Header / body disagreement (HTTP 400).
+pub const HEADER_MISMATCH: i64 = -32020;
+/// A required client capability is missing.
+pub const MISSING_CAPABILITY: i64 = -32021;
+/// The requested protocol version is not supported (HTTP 400).
+pub const UNSUPPORTED_VERSION: i64 = -32022;
+
+/// Results that 2026-07-28 makes cacheable: they must carry `ttlMs` and `cacheScope`.
+const CACHEABLE: &[&str] = &[
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// Whether a protocol version names the stateless era.
+pub fn is_modern(version: &str) -> bool {
+    version >= MODERN
+}
+
+/// What a modern request says about its client, from `params._meta`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestMeta {
+    pub version: Option<String>,
+    pub capabilities: Option<Value>,
+    pub client_info: Option<Value>,
+}
+
+impl RequestMeta {
+    pub fn of(msg: &Message) -> RequestMeta {
+        let meta = msg
+            .params_as::<Value>()
+            .and_then(|p| p.get("_meta").cloned())
+            .unwrap_or(Value::Null);
+        RequestMeta {
+            version: meta
+                .get(META_VERSION)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            capabilities: meta.get(META_CAPABILITIES).cloned(),
+            client_info: meta.get(META_CLIENT_INFO).cloned(),
+        }
+    }
+}
+
+/// Why a modern request was refused before it went anywhere.
+#[derive(Debug, PartialEq)]
+pub struct Refusal {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl Refusal {
+    fn mismatch(message: String) -> Refusal {
+        Refusal {
+            code: HEADER_MISMATCH,
+            message,
+            data: None,
+        }
+    }
+
+    pub fn to_message(&self, id: crate::jsonrpc::Id) -> Message {
+        Message::error(id, self.code, &self.message, self.data.clone())
+    }
+}
+
+/// The HTTP headers that 2026-07-28 mirrors from the body.
+#[derive(Debug, Default)]
+pub struct Headers<'a> {
+    pub version: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// Check a modern request against its headers and the versions we speak.
+pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Refusal> {
+    let meta = RequestMeta::of(msg);
+    let method = msg.method().unwrap_or("");
+    let Some(version) = meta.version.as_deref().or(headers.version) else {
+        return Err(Refusal {
+            code: code::INVALID_PARAMS,
+            message: format!("params._meta[\"{META_VERSION}\"] is required"),
+            data: None,
+        });
+    };
+    if let (Some(h), Some(b)) = (headers.version, meta.version.as_deref())
+        && h != b
+    {
+        return Err(Refusal::mismatch(format!(
+            "MCP-Protocol-Version header ({h}) does not match params._meta[\"{META_VERSION}\"] ({b})"
+        )));
+    }
+    if !MODERN_VERSIONS.contains(&version) {
+        let mut supported: Vec<&str> = MODERN_VERSIONS.to_vec();
+        supported.extend(crate::route::hub::LEGACY_VERSIONS.iter().rev());
+        return Err(Refusal {
+            code: UNSUPPORTED_VERSION,
+            message: format!("unsupported protocol version {version}"),
+            data: Some(serde_json::json!({ "requested": version, "supported": supported })),
+        });
+    }
+    if let Some(h) = headers.method
+        && h != method
+    {
+        return Err(Refusal::mismatch(format!(
+            "Mcp-Method header ({h}) does not match the body's method ({method})"
+        )));
+    }
+    if let Some(h) = headers.name {
+        let params = msg.params_as::<Value>().unwrap_or(Value::Null);
+        let body_name = match method {
+            "resources/read" => params.get("uri"),
+            _ => params.get("name"),
+        }
+        .and_then(Value::as_str);
+        if body_name != Some(h) {
+            return Err(Refusal::mismatch(format!(
+                "Mcp-Name header ({h}) does not match the body ({})",
+                body_name.unwrap_or("nothing")
+            )));
+        }
+    }
+    if msg.is_request() && method != "server/discover" && meta.capabilities.is_none() {
+        return Err(Refusal {
+            code: code::INVALID_PARAMS,
+            message: format!("params._meta[\"{META_CAPABILITIES}\"] is required"),
+            data: None,
+        });
+    }
+    Ok(meta)
+}
+
+/// The legacy `initialize` that stands for a modern client's per-request metadata.
+pub fn legacy_initialize(id: crate::jsonrpc::Id, meta: &RequestMeta) -> Message {
+    let params = serde_json::json!({
+        "protocolVersion": crate::route::hub::LATEST_LEGACY,
+        "capabilities": meta.capabilities.clone().unwrap_or_else(|| serde_json::json!({})),
+        "clientInfo": meta.client_info.clone().unwrap_or_else(
+            || serde_json::json!({ "name": "modern-client", "version": "0" })
+        ),
+    });
+    Message::request(id, "initialize", Some(to_raw(&params)))
+}
+
+/// Turn a legacy `initialize` result into the `server/discover` result of 2026-07-28.
+pub fn discover_result(answer: &mut Message) {
+    let Some(result) = answer.result_as::<Value>() else {
+        return;
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("resultType".into(), "complete".into());
+    out.insert(
+        "supportedVersions".into(),
+        serde_json::json!(MODERN_VERSIONS),
+    );
+    out.insert(
+        "capabilities".into(),
+        result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    );
+    if let Some(i) = result.get("instructions") {
+        out.insert("instructions".into(), i.clone());
+    }
+    let mut meta = result
+        .get("_meta")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(info) = result.get("serverInfo") {
+        meta.insert(META_SERVER_INFO.into(), info.clone());
+    }
+    if !meta.is_empty() {
+        out.insert("_meta".into(), Value::Object(meta));
+    }
+    out.insert("ttlMs".into(), 0.into());
+    out.insert("cacheScope".into(), "private".into());
+    answer.set("result", to_raw(&Value::Object(out)));
+}
+
+/// Give a legacy server's answer to `method` what a modern client requires of it.
+pub fn modernise_result(method: &str, answer: &mut Message) {
+    let Some(result) = answer.result_as::<serde_json::Map<String, Value>>() else {
+        return;
+    };
+    if !result.contains_key("resultType") {
+        answer.set_result_member("resultType", to_raw(&"complete"));
+    }
+    if CACHEABLE.contains(&method) {
+        // A legacy server says nothing about caching: the safe reading is "ask again".
+        if !result.contains_key("ttlMs") {
+            answer.set_result_member("ttlMs", to_raw(&0));
+        }
+        if !result.contains_key("cacheScope") {
+            answer.set_result_member("cacheScope", to_raw(&"private"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::Id;
+
+    fn msg(text: &str) -> Message {
+        Message::parse_one(text.as_bytes()).expect("valid")
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}}"#;
+
+    #[test]
+    fn a_consistent_request_passes() {
+        let h = Headers {
+            version: Some("2026-07-28"),
+            method: Some("tools/call"),
+            name: Some("echo"),
+        };
+        let meta = validate(&msg(CALL), &h).expect("valid");
+        assert_eq!(meta.capabilities, Some(serde_json::json!({"sampling": {}})));
+    }
+
+    #[test]
+    fn header_body_mismatches_are_refused() {
+        for h in [
+            Headers {
+                version: Some("2026-07-28"),
+                method: Some("tools/list"),
+                name: None,
+            },
+            Headers {
+                version: Some("2026-07-28"),
+                method: None,
+                name: Some("other"),
+            },
+        ] {
+            assert_eq!(validate(&msg(CALL), &h).unwrap_err().code, HEADER_MISMATCH);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_are_refused_with_the_supported_ones() {
+        let m = msg(&CALL.replace("2026-07-28", "2099-01-01"));
+        let e = validate(&m, &Headers::default()).unwrap_err();
+        assert_eq!(e.code, UNSUPPORTED_VERSION);
+        let data = e.data.expect("data");
+        assert_eq!(data["requested"], "2099-01-01");
+        assert_eq!(data["supported"][0], MODERN);
+    }
+
+    #[test]
+    fn capabilities_are_required_except_for_discover() {
+        let m = msg(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
+        assert_eq!(
+            validate(&m, &Headers::default()).unwrap_err().code,
+            code::INVALID_PARAMS
+        );
+        let d = msg(
+            r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
+        assert!(validate(&d, &Headers::default()).is_ok());
+    }
+
+    #[test]
+    fn list_results_get_result_type_and_cache_fields() {
+        let mut a = msg(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"x":{"keep":1}}}"#);
+        modernise_result("tools/list", &mut a);
+        let r: Value = a.result_as().expect("result");
+        assert_eq!(r["resultType"], "complete");
+        assert_eq!(r["ttlMs"], 0);
+        assert_eq!(r["cacheScope"], "private");
+        assert_eq!(r["x"]["keep"], 1);
+        let mut c = msg(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#);
+        modernise_result("tools/call", &mut c);
+        let r: Value = c.result_as().expect("result");
+        assert_eq!(r["resultType"], "complete");
+        assert!(r.get("ttlMs").is_none());
+    }
+
+    #[test]
+    fn discover_comes_from_initialize() {
+        let mut a = msg(
+            r#"{"jsonrpc":"2.0","id":"d","result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"2"},"instructions":"hi"}}"#,
+        );
+        discover_result(&mut a);
+        assert_eq!(a.id(), Some(Id::string("d")));
+        let r: Value = a.result_as().expect("result");
+        assert_eq!(r["supportedVersions"][0], MODERN);
+        assert_eq!(r["capabilities"]["tools"], serde_json::json!({}));
+        assert_eq!(r["_meta"][META_SERVER_INFO]["name"], "s");
+        assert_eq!(r["instructions"], "hi");
+        assert_eq!(r["resultType"], "complete");
+        assert!(r.get("protocolVersion").is_none());
+    }
+}
