@@ -549,6 +549,22 @@ fn spawn(program: &str, args: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
 }
 
+/// mcp-proxy serving the demo server over HTTP on a free port.
+fn proxy_before_demo() -> (Child, u16) {
+    let port = free_port();
+    let p = port.to_string();
+    let args = [
+        "--port",
+        &p,
+        "--log-level",
+        "warn",
+        "--",
+        BIN,
+        "--demo-server",
+    ];
+    (spawn(BIN, &args), port)
+}
+
 fn bench_peer(rel: &str) -> Option<String> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".peers/bench")
@@ -624,20 +640,7 @@ async fn main() {
         );
     }
     if wanted("mcp-proxy") {
-        let port = free_port();
-        let p = port.to_string();
-        let server = spawn(
-            BIN,
-            &[
-                "--port",
-                &p,
-                "--log-level",
-                "warn",
-                "--",
-                BIN,
-                "--demo-server",
-            ],
-        );
+        let (server, port) = proxy_before_demo();
         tally(
             &mut rows,
             http_row(
@@ -650,20 +653,7 @@ async fn main() {
             )
             .await,
         );
-        let port = free_port();
-        let p = port.to_string();
-        let server = spawn(
-            BIN,
-            &[
-                "--port",
-                &p,
-                "--log-level",
-                "warn",
-                "--",
-                BIN,
-                "--demo-server",
-            ],
-        );
+        let (server, port) = proxy_before_demo();
         tally(
             &mut rows,
             sse_row(
