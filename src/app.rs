@@ -32,10 +32,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             options: config.route,
         }
     };
+    let modern = crate::era::front::ModernFront::new(
+        backend.clone(),
+        config.era.state_secret.as_deref().map(str::as_bytes),
+        config.era.input_timeout,
+    );
     match &config.front {
         Front::Stdio => {
             server::stdio::serve(
                 backend.clone(),
+                modern.clone(),
                 config.route.limits.max_message_size,
                 shutdown.clone(),
             )
@@ -62,9 +68,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 replay_events: config.replay_events,
                 guard: config.guard.clone(),
             };
-            server::serve_http(listener, backend.clone(), options, shutdown.clone()).await?;
+            server::serve_http(
+                listener,
+                backend.clone(),
+                modern.clone(),
+                options,
+                shutdown.clone(),
+            )
+            .await?;
         }
     }
+    modern.shutdown().await;
     backend.shutdown().await;
     Ok(())
 }

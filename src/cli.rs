@@ -136,6 +136,28 @@ pub struct Cli {
     )]
     pub replay_buffer: usize,
 
+    // === protocol eras ===
+    /// Seconds a 2026-07-28 client has to answer an input_required result before the
+    /// parked call is cancelled upstream.
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECONDS",
+        help_heading = "Protocol eras"
+    )]
+    pub input_timeout: u64,
+
+    /// Key that signs requestState tokens; give every replica behind a load balancer the
+    /// same one (default: a random key per process).
+    #[arg(
+        long,
+        env = "MCP_PROXY_STATE_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        help_heading = "Protocol eras"
+    )]
+    pub state_secret: Option<String>,
+
     // === general ===
     /// Largest message accepted in either direction (bytes; K, M, G, KiB, MiB, GiB suffixes).
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]

@@ -24,6 +24,15 @@ pub struct Config {
     pub session_timeout: Duration,
     pub replay_events: usize,
     pub guard: Guard,
+    pub era: EraOptions,
+}
+
+/// How the proxy bridges protocol eras.
+#[derive(Debug, Clone)]
+pub struct EraOptions {
+    /// How long a parked call waits for a modern client's retry.
+    pub input_timeout: Duration,
+    pub state_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +142,10 @@ impl Config {
             session_timeout: Duration::from_secs(cli.session_timeout.max(1)),
             replay_events: cli.replay_buffer,
             guard,
+            era: EraOptions {
+                input_timeout: Duration::from_secs(cli.input_timeout.max(1)),
+                state_secret: cli.state_secret.clone().filter(|s| !s.is_empty()),
+            },
         })
     }
 }

@@ -126,6 +126,11 @@ impl Hub {
         self.status.borrow().clone()
     }
 
+    /// Follow the hub's status as it changes.
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
     async fn initialize(&self) -> Result<InitAnswer, String> {
         let params = serde_json::json!({
             "protocolVersion": LATEST_LEGACY,

@@ -31,6 +31,8 @@ pub struct HttpOptions {
 /// Everything a request handler needs.
 pub struct AppState {
     pub backend: Backend,
+    /// Serves 2026-07-28 clients.
+    pub modern: Arc<crate::era::front::ModernFront>,
     pub options: HttpOptions,
     pub streamable: streamable::Sessions,
     pub sse: sse::Sessions,
@@ -61,11 +63,13 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     backend: Backend,
+    modern: Arc<crate::era::front::ModernFront>,
     options: HttpOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         backend: backend.clone(),
+        modern,
         options,
         streamable: Default::default(),
         sse: Default::default(),

@@ -105,9 +105,6 @@ pub struct Session {
     writers: std::sync::atomic::AtomicUsize,
     closed: CancellationToken,
     replay_events: usize,
-    /// For a modern (2026-07-28) client in front of a legacy route: the method of each request
-    /// in flight, so that its answer can be given what the modern client requires.
-    modern: Option<Mutex<HashMap<Id, String>>>,
 }
 
 impl Session {
@@ -137,18 +134,7 @@ impl Session {
         let Inner {
             streams, waiters, ..
         } = &mut *inner;
-        let mut msg = o.msg;
-        if let Some(methods) = &self.modern
-            && msg.is_response()
-            && let Some(id) = msg.id()
-            && let Some(method) = methods.lock().ok().and_then(|mut m| m.remove(&id))
-        {
-            if method == "server/discover" {
-                crate::era::discover_result(&mut msg);
-            } else {
-                crate::era::modernise_result(&method, &mut msg);
-            }
-        }
+        let msg = o.msg;
         let target = if msg.is_response() {
             let Some(id) = msg.id() else { return };
             let Some(s) = waiters.remove(&id) else {
@@ -376,7 +362,7 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         return r;
     }
     let (session, new_session) = if state.options.stateless || has_init {
-        match new_session(&state, false).await {
+        match new_session(&state).await {
             Ok(s) => (s, true),
             Err(reason) => {
                 let answers: Vec<Message> = messages
@@ -537,15 +523,14 @@ fn is_modern_request(headers: &HeaderMap, messages: &[Message]) -> bool {
         })
 }
 
-/// Serve one modern request from a legacy route: the client's per-request metadata becomes a
-/// handshake of the proxy's own on a session that lives as long as the request.
+/// Serve one modern request: validate it against its headers, then let the era front answer
+/// it, as plain JSON when the answer is all there is to say, else as an SSE stream.
 async fn modern_post(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     messages: Vec<Message>,
     is_batch: bool,
 ) -> Response {
-    let refuse = |status: StatusCode, m: Message| json_response(status, &[m], false, None);
     let msg = match <[Message; 1]>::try_from(messages) {
         Ok([m]) if !is_batch => m,
         _ => {
@@ -557,62 +542,65 @@ async fn modern_post(
         }
     };
     let id = msg.id().unwrap_or_else(crate::jsonrpc::Id::null);
+    let name = header_str(headers, "mcp-name").map(crate::era::decode_header_value);
     let seen = crate::era::Headers {
+        http: true,
         version: header_str(headers, VERSION_HEADER),
         method: header_str(headers, "mcp-method"),
-        name: header_str(headers, "mcp-name"),
+        name: name.as_deref(),
     };
     let meta = match crate::era::validate(&msg, &seen) {
         Ok(m) => m,
-        Err(refusal) => return refuse(StatusCode::BAD_REQUEST, refusal.to_message(id)),
+        Err(refusal) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &[refusal.to_message(id)],
+                false,
+                None,
+            );
+        }
     };
     if !msg.is_request() {
-        // Without sessions a notification (a cancellation of a request whose connection is
-        // already gone) has nothing left to act on.
+        // Closing a response stream is how a modern client cancels; a notification has
+        // nothing left to act on.
         return StatusCode::ACCEPTED.into_response();
     }
-    let method = msg.method().unwrap_or("").to_owned();
-    let session = match new_session(state, true).await {
-        Ok(s) => s,
-        Err(reason) => {
-            let m = Message::error(id, code::UPSTREAM_UNAVAILABLE, &reason, None);
-            return refuse(StatusCode::OK, m);
-        }
-    };
-    let Some(route) = session.route() else {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
+    let front = state.modern.clone();
+    tokio::spawn(async move { front.handle(msg, meta, tx).await });
+    let Some(first) = rx.recv().await else {
         return http_error(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            "Session ended",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL_ERROR,
+            "the request ended without an answer",
         );
     };
-    if let Some(methods) = &session.modern
-        && let Ok(mut m) = methods.lock()
-    {
-        m.insert(id.clone(), method.clone());
+    if first.is_response() {
+        return json_response(StatusCode::OK, &[first], false, None);
     }
-    // Server-to-client requests (sampling, elicitation, roots) would need `input_required`
-    // results towards this client; until then the legacy side is not told it can ask.
-    let mut legacy_meta = meta.clone();
-    if let Some(serde_json::Value::Object(caps)) = &mut legacy_meta.capabilities {
-        for k in ["sampling", "elicitation", "roots"] {
-            caps.remove(k);
-        }
-    }
-    if method == "server/discover" {
-        let init = crate::era::legacy_initialize(id, &legacy_meta);
-        return answer(state, headers, session, vec![init], false, true, None).await;
-    }
-    let handshake = crate::jsonrpc::Id::string("mcp-proxy-handshake");
-    route
-        .send(crate::era::legacy_initialize(handshake, &legacy_meta))
-        .await;
-    if matches!(state.backend, crate::route::Backend::PerSession { .. }) {
-        route
-            .send(Message::notification("notifications/initialized", None))
-            .await;
-    }
-    answer(state, headers, session, vec![msg], false, true, None).await
+    let events = futures_util::stream::unfold(
+        (Some(first), rx, false),
+        |(pending, mut rx, done)| async move {
+            if done {
+                return None;
+            }
+            if let Some(m) = pending {
+                let ev = sse_body::event(Some("message"), None, &m.to_json());
+                let end = m.is_response();
+                return Some((Ok(ev), (None, rx, end)));
+            }
+            match tokio::time::timeout(sse_body::KEEP_ALIVE, rx.recv()).await {
+                Err(_) => Some((Ok(Bytes::from_static(sse_body::PING)), (None, rx, false))),
+                Ok(None) => None,
+                Ok(Some(m)) => {
+                    let ev = sse_body::event(Some("message"), None, &m.to_json());
+                    let end = m.is_response();
+                    Some((Ok(ev), (None, rx, end)))
+                }
+            }
+        },
+    );
+    sse_body::response(events, &[])
 }
 
 /// Forgets a POST's stream if the client goes away before an answer was chosen.
@@ -659,7 +647,7 @@ fn json_response(
     resp
 }
 
-async fn new_session(state: &Arc<AppState>, modern: bool) -> Result<Arc<Session>, String> {
+async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
     // Messages for the client are filed into the session's stream buffers as they come,
     // by whoever produced them (no task in between).
     let cell: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Default::default();
@@ -692,7 +680,6 @@ async fn new_session(state: &Arc<AppState>, modern: bool) -> Result<Arc<Session>
         writers: Default::default(),
         closed: CancellationToken::new(),
         replay_events: state.options.replay_events.max(1),
-        modern: modern.then(Default::default),
     });
     let _ = cell.set(Arc::downgrade(&session));
     if !state.options.stateless {

@@ -10,16 +10,17 @@ async fn modern(url: &str, method: &str, id: u64, params: &str) -> Reply {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{{params}{sep}{META}}}}}"#
     );
-    post(
-        url,
-        None,
-        &body,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", method),
-        ],
-    )
-    .await
+    let name = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["params"]["name"].as_str().map(str::to_owned));
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+    ];
+    if let Some(n) = &name {
+        headers.push(("mcp-name", n));
+    }
+    post(url, None, &body, &headers).await
 }
 
 async fn modern_client_reaches_legacy_server(url: &str) {

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod era;
+mod era_matrix;
 mod protocol;
 mod sdk;
 mod util;

@@ -20,6 +20,11 @@ pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+pub const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+
+pub mod front;
+pub mod seal;
 
 /// Header / body disagreement (HTTP 400).
 pub const HEADER_MISMATCH: i64 = -32020;
@@ -48,6 +53,7 @@ pub struct RequestMeta {
     pub version: Option<String>,
     pub capabilities: Option<Value>,
     pub client_info: Option<Value>,
+    pub log_level: Option<String>,
 }
 
 impl RequestMeta {
@@ -63,6 +69,10 @@ impl RequestMeta {
                 .map(str::to_owned),
             capabilities: meta.get(META_CAPABILITIES).cloned(),
             client_info: meta.get(META_CLIENT_INFO).cloned(),
+            log_level: meta
+                .get(META_LOG_LEVEL)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         }
     }
 }
@@ -92,9 +102,62 @@ impl Refusal {
 /// The HTTP headers that 2026-07-28 mirrors from the body.
 #[derive(Debug, Default)]
 pub struct Headers<'a> {
+    /// Whether the request came over HTTP, where the headers are required.
+    pub http: bool,
     pub version: Option<&'a str>,
     pub method: Option<&'a str>,
     pub name: Option<&'a str>,
+}
+
+/// An `Mcp-Name` / `Mcp-Param-*` header value as text: the `=?base64?...?=` form decoded.
+pub fn decode_header_value(v: &str) -> String {
+    use base64::Engine;
+    v.strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+        .and_then(|inner| base64::engine::general_purpose::STANDARD.decode(inner).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_else(|| v.to_owned())
+}
+
+/// A header value for `v`: as is when it is plain visible ASCII, else `=?base64?...?=`.
+pub fn encode_header_value(v: &str) -> String {
+    use base64::Engine;
+    let sentinel = v.starts_with("=?base64?") && v.ends_with("?=");
+    let unsafe_text = v.is_empty()
+        || v.bytes().any(|b| !(0x20..0x7f).contains(&b))
+        || v.starts_with(' ')
+        || v.ends_with(' ');
+    if sentinel || unsafe_text {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
+        )
+    } else {
+        v.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    #[test]
+    fn header_values_round_trip() {
+        for v in [
+            "us-west1",
+            "Hello, 世界",
+            " padded ",
+            "line1\nline2",
+            "=?base64?literal?=",
+        ] {
+            let e = super::encode_header_value(v);
+            assert!(e.is_ascii());
+            assert_eq!(super::decode_header_value(&e), v);
+        }
+        assert_eq!(super::encode_header_value("us-west1"), "us-west1");
+        assert_eq!(
+            super::encode_header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
+    }
 }
 
 /// Check a modern request against its headers and the versions we speak.
@@ -143,6 +206,21 @@ pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Ref
                 "Mcp-Name header ({h}) does not match the body ({})",
                 body_name.unwrap_or("nothing")
             )));
+        }
+    }
+    if headers.http {
+        let needs_name = matches!(method, "tools/call" | "resources/read" | "prompts/get");
+        let missing = if headers.version.is_none() {
+            Some("MCP-Protocol-Version")
+        } else if headers.method.is_none() {
+            Some("Mcp-Method")
+        } else if needs_name && headers.name.is_none() {
+            Some("Mcp-Name")
+        } else {
+            None
+        };
+        if let Some(h) = missing {
+            return Err(Refusal::mismatch(format!("the {h} header is required")));
         }
     }
     if msg.is_request() && method != "server/discover" && meta.capabilities.is_none() {
@@ -237,6 +315,7 @@ mod tests {
     #[test]
     fn a_consistent_request_passes() {
         let h = Headers {
+            http: true,
             version: Some("2026-07-28"),
             method: Some("tools/call"),
             name: Some("echo"),
@@ -249,11 +328,13 @@ mod tests {
     fn header_body_mismatches_are_refused() {
         for h in [
             Headers {
+                http: false,
                 version: Some("2026-07-28"),
                 method: Some("tools/list"),
                 name: None,
             },
             Headers {
+                http: false,
                 version: Some("2026-07-28"),
                 method: None,
                 name: Some("other"),

@@ -1,0 +1,702 @@
+//! Modern (2026-07-28) clients in front of a session-based route.
+//!
+//! Each modern request runs on a hub session of its own that lives as long as the request
+//! (or as long as the call is parked). The client's per-request `_meta` becomes that session's
+//! `initialize`, which the hub answers locally. When the server asks the client something
+//! during a call (sampling, elicitation, roots), the call is parked: the client gets an
+//! `input_required` result with those requests and a signed `requestState`, and its retry
+//! with `inputResponses` answers the server and continues the same call.
+//! `subscriptions/listen` is served from the legacy notifications.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::seal::{Claims, Seal};
+use super::{META_SUBSCRIPTION, RequestMeta};
+use crate::jsonrpc::{Id, Message, code, to_raw};
+use crate::route::hub::{Hub, HubSession, Status};
+use crate::route::{Backend, Outgoing, SESSION_QUEUE, SessionTx, level_rank};
+
+/// Requests that may answer `input_required` (and so may be parked).
+const RESUMABLE: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+/// Methods 2026-07-28 removed; a modern client gets "method not found" for them.
+const REMOVED: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+/// The id each call's request has on its own hub session.
+const CALL_ID: u64 = 1;
+/// How many input rounds one request may take before the proxy gives up on the server.
+const MAX_ROUNDS: usize = 64;
+
+/// Serves modern clients from a legacy route.
+pub struct ModernFront {
+    backend: Backend,
+    /// The shared link modern requests use when the backend opens one link per session.
+    own_hub: tokio::sync::Mutex<Option<Arc<Hub>>>,
+    parked: Mutex<HashMap<String, Parked>>,
+    seal: Seal,
+    /// How long a parked call waits for the client's retry.
+    park_for: Duration,
+}
+
+/// A call waiting for the client's `inputResponses`.
+struct Parked {
+    call: Call,
+    /// key → the server's request.
+    asked: Vec<(String, Message)>,
+    until: Instant,
+}
+
+/// One request in progress on its own hub session.
+struct Call {
+    session: HubSession,
+    rx: mpsc::Receiver<Outgoing>,
+    method: String,
+    name: Option<String>,
+    rounds: usize,
+}
+
+/// What a request is answered with, besides notifications on the way.
+enum Step {
+    Done,
+    Park(Call, Vec<(String, Message)>),
+}
+
+impl ModernFront {
+    pub fn new(backend: Backend, secret: Option<&[u8]>, park_for: Duration) -> Arc<ModernFront> {
+        let front = Arc::new(ModernFront {
+            backend,
+            own_hub: Default::default(),
+            parked: Default::default(),
+            seal: Seal::new(secret),
+            park_for,
+        });
+        tokio::spawn(reap(Arc::downgrade(&front)));
+        front
+    }
+
+    /// End the shared link this front opened itself, if any.
+    pub async fn shutdown(&self) {
+        if let Ok(mut p) = self.parked.lock() {
+            p.clear();
+        }
+        let hub = self.own_hub.lock().await.take();
+        if let Some(h) = hub {
+            h.shutdown().await;
+        }
+    }
+
+    pub fn parked_calls(&self) -> usize {
+        self.parked.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    async fn hub(&self) -> Result<Arc<Hub>, String> {
+        match &self.backend {
+            Backend::Shared(h) => Ok(h.clone()),
+            Backend::PerSession { target, options } => {
+                let mut slot = self.own_hub.lock().await;
+                if let Some(h) = slot.as_ref()
+                    && !matches!(h.status(), Status::Failed(_))
+                {
+                    return Ok(h.clone());
+                }
+                if let Some(old) = slot.take() {
+                    tokio::spawn(async move { old.shutdown().await });
+                }
+                let h = Hub::start(target, *options).await?;
+                *slot = Some(h.clone());
+                Ok(h)
+            }
+        }
+    }
+
+    /// Serve one validated modern request. Notifications for the client (progress, log
+    /// messages, subscription events) and finally the answer go to `out`; the request is
+    /// cancelled when `out` closes (the client went away).
+    pub async fn handle(&self, msg: Message, meta: RequestMeta, out: mpsc::Sender<Message>) {
+        let Some(id) = msg.id() else { return };
+        let method = msg.method().unwrap_or("").to_owned();
+        if REMOVED.contains(&method.as_str()) {
+            let m = Message::error(
+                id,
+                code::METHOD_NOT_FOUND,
+                &format!(
+                    "{method} does not exist in protocol revision {}",
+                    super::MODERN
+                ),
+                None,
+            );
+            let _ = out.send(m).await;
+            return;
+        }
+        let hub = match self.hub().await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = out
+                    .send(Message::error(id, code::UPSTREAM_UNAVAILABLE, &e, None))
+                    .await;
+                return;
+            }
+        };
+        match method.as_str() {
+            "server/discover" => return self.discover(&hub, id, &out).await,
+            "subscriptions/listen" => return self.listen(&hub, msg, &meta, out).await,
+            _ => {}
+        }
+        let params = msg.params_as::<Value>().unwrap_or(Value::Null);
+        let step = match params.get("requestState") {
+            Some(state) => self.resume(msg.clone(), state, &params, &meta, &out).await,
+            None => self.start(&hub, msg.clone(), &meta, &out).await,
+        };
+        if let Step::Park(call, asked) = step {
+            self.park(call, asked, id, &out).await;
+        }
+    }
+
+    /// `server/discover`, answered from what the server said to the hub's `initialize`.
+    async fn discover(&self, hub: &Hub, id: Id, out: &mpsc::Sender<Message>) {
+        let mut status = hub.watch_status();
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            status
+                .wait_for(|s| !matches!(s, Status::Starting))
+                .await
+                .map(|s| s.clone())
+        })
+        .await;
+        let answer = match ready {
+            Ok(Ok(Status::Ready(init))) => {
+                let mut m = Message::response(id, init.result.clone());
+                super::discover_result(&mut m);
+                m
+            }
+            Ok(Ok(Status::Failed(reason))) => {
+                Message::error(id, code::UPSTREAM_UNAVAILABLE, &reason, None)
+            }
+            _ => Message::error(
+                id,
+                code::UPSTREAM_TIMEOUT,
+                "the server did not finish initialising",
+                None,
+            ),
+        };
+        let _ = out.send(answer).await;
+    }
+
+    /// A hub session that knows the client's capabilities (and log level) for this request.
+    async fn open(&self, hub: &Arc<Hub>, meta: &RequestMeta) -> Result<Call, Message> {
+        let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
+        let session = hub.attach(SessionTx::Queue(tx));
+        let handshake = Id::string("mcp-proxy-handshake");
+        session
+            .send(super::legacy_initialize(handshake.clone(), meta))
+            .await;
+        loop {
+            match rx.recv().await {
+                Some(o) if o.msg.id().as_ref() == Some(&handshake) => {
+                    if let Some(e) = o.msg.error_value() {
+                        let e: Value = serde_json::from_str(e.get()).unwrap_or_default();
+                        let text = e
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("the server is not available");
+                        return Err(Message::error(
+                            Id::null(),
+                            e.get("code")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(code::UPSTREAM_UNAVAILABLE),
+                            text,
+                            None,
+                        ));
+                    }
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Message::error(
+                        Id::null(),
+                        code::UPSTREAM_UNAVAILABLE,
+                        "the server link is closed",
+                        None,
+                    ));
+                }
+            }
+        }
+        if let Some(level) = &meta.log_level {
+            session
+                .send(Message::request(
+                    Id::string("mcp-proxy-level"),
+                    "logging/setLevel",
+                    Some(to_raw(&json!({ "level": level }))),
+                ))
+                .await;
+        }
+        Ok(Call {
+            session,
+            rx,
+            method: String::new(),
+            name: None,
+            rounds: 0,
+        })
+    }
+
+    async fn start(
+        &self,
+        hub: &Arc<Hub>,
+        msg: Message,
+        meta: &RequestMeta,
+        out: &mpsc::Sender<Message>,
+    ) -> Step {
+        let Some(client_id) = msg.id() else {
+            return Step::Done;
+        };
+        let mut call = match self.open(hub, meta).await {
+            Ok(c) => c,
+            Err(mut e) => {
+                e.set_id(&client_id);
+                let _ = out.send(e).await;
+                return Step::Done;
+            }
+        };
+        call.method = msg.method().unwrap_or("").to_owned();
+        call.name = name_of(&msg);
+        let mut upstream = msg.clone();
+        upstream.set_id(&Id::number(CALL_ID));
+        call.session.send(upstream).await;
+        pump(call, client_id, msg.progress_token(), meta, out).await
+    }
+
+    /// A retry carrying `requestState`: find the parked call, answer the server's requests
+    /// with the client's `inputResponses`, and go on with the call.
+    async fn resume(
+        &self,
+        msg: Message,
+        state: &Value,
+        params: &Value,
+        meta: &RequestMeta,
+        out: &mpsc::Sender<Message>,
+    ) -> Step {
+        let Some(client_id) = msg.id() else {
+            return Step::Done;
+        };
+        let refuse =
+            |why: String| Message::error(client_id.clone(), code::INVALID_PARAMS, &why, None);
+        let Some(token) = state.as_str() else {
+            let _ = out
+                .send(refuse("requestState must be a string".into()))
+                .await;
+            return Step::Done;
+        };
+        let claims = match self.seal.open(token, super::seal::now()) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = out.send(refuse(e.to_string())).await;
+                return Step::Done;
+            }
+        };
+        let method = msg.method().unwrap_or("");
+        let name = name_of(&msg);
+        if claims.method != method || claims.name != name {
+            let why = format!(
+                "requestState belongs to {} {}, not to this request",
+                claims.method,
+                claims.name.as_deref().unwrap_or("")
+            );
+            let _ = out.send(refuse(why)).await;
+            return Step::Done;
+        }
+        let parked = self
+            .parked
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&claims.call));
+        let Some(parked) = parked else {
+            let why = "requestState names a call that is no longer waiting (answered already, \
+                       timed out, or parked on another proxy)";
+            let _ = out.send(refuse(why.into())).await;
+            return Step::Done;
+        };
+        let Parked { call, asked, .. } = parked;
+        let responses = params.get("inputResponses").and_then(Value::as_object);
+        let mut missing = vec![];
+        for (key, request) in asked {
+            match (responses.and_then(|r| r.get(&key)), request.id()) {
+                (Some(answer), Some(id)) => {
+                    call.session
+                        .send(Message::response(id, to_raw(answer)))
+                        .await;
+                }
+                _ => missing.push((key, request)),
+            }
+        }
+        if !missing.is_empty() {
+            // The specification asks for the missing input again rather than an error.
+            return Step::Park(call, missing);
+        }
+        if let Some(level) = &meta.log_level {
+            call.session
+                .send(Message::request(
+                    Id::string("mcp-proxy-level"),
+                    "logging/setLevel",
+                    Some(to_raw(&json!({ "level": level }))),
+                ))
+                .await;
+        }
+        pump(call, client_id, msg.progress_token(), meta, out).await
+    }
+
+    /// Keep the call and answer the client with `input_required`.
+    async fn park(
+        &self,
+        mut call: Call,
+        asked: Vec<(String, Message)>,
+        client_id: Id,
+        out: &mpsc::Sender<Message>,
+    ) {
+        call.rounds += 1;
+        if call.rounds > MAX_ROUNDS {
+            let m = Message::error(
+                client_id,
+                code::INTERNAL_ERROR,
+                &format!("the server asked for input more than {MAX_ROUNDS} times; giving up"),
+                None,
+            );
+            let _ = out.send(m).await;
+            return;
+        }
+        let key: String = format!("{:032x}", rand::random::<u128>());
+        let claims = Claims {
+            call: key.clone(),
+            method: call.method.clone(),
+            name: call.name.clone(),
+            exp: super::seal::now() + self.park_for.as_secs().max(1),
+        };
+        let mut requests = serde_json::Map::new();
+        for (k, m) in &asked {
+            let mut r = serde_json::Map::new();
+            r.insert("method".into(), m.method().unwrap_or("").into());
+            if let Some(p) = m.params_as::<Value>() {
+                r.insert("params".into(), p);
+            }
+            requests.insert(k.clone(), Value::Object(r));
+        }
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": requests,
+            "requestState": self.seal.sign(&claims),
+        });
+        if let Ok(mut p) = self.parked.lock() {
+            p.insert(
+                key,
+                Parked {
+                    call,
+                    asked,
+                    until: Instant::now() + self.park_for,
+                },
+            );
+        }
+        let _ = out
+            .send(Message::response(client_id, to_raw(&result)))
+            .await;
+    }
+
+    /// `subscriptions/listen`: acknowledge what can be honoured, then relay the matching
+    /// notifications until the client closes the stream or the server goes away.
+    async fn listen(
+        &self,
+        hub: &Arc<Hub>,
+        msg: Message,
+        meta: &RequestMeta,
+        out: mpsc::Sender<Message>,
+    ) {
+        let Some(client_id) = msg.id() else { return };
+        let mut call = match self.open(hub, meta).await {
+            Ok(c) => c,
+            Err(mut e) => {
+                e.set_id(&client_id);
+                let _ = out.send(e).await;
+                return;
+            }
+        };
+        let server_caps = match hub.status() {
+            Status::Ready(init) => serde_json::from_str::<Value>(init.result.get())
+                .ok()
+                .and_then(|r| r.get("capabilities").cloned())
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        let wanted = msg
+            .params_as::<Value>()
+            .and_then(|p| p.get("notifications").cloned())
+            .unwrap_or(Value::Null);
+        let mut honoured = serde_json::Map::new();
+        for (flag, cap) in [
+            ("toolsListChanged", "tools"),
+            ("promptsListChanged", "prompts"),
+            ("resourcesListChanged", "resources"),
+        ] {
+            let asked = wanted.get(flag).and_then(Value::as_bool) == Some(true);
+            let offered = server_caps
+                .get(cap)
+                .and_then(|c| c.get("listChanged"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            if asked && offered {
+                honoured.insert(flag.into(), true.into());
+            }
+        }
+        let uris: Vec<String> = wanted
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Some servers handle resources/subscribe without saying so (the Python SDK
+        // advertises `subscribe: false`): the answer to the subscription decides.
+        let can_subscribe = server_caps.get("resources").is_some();
+        let mut subscribed: Vec<String> = vec![];
+        if can_subscribe {
+            for (n, uri) in uris.iter().enumerate() {
+                let id = Id::string(&format!("mcp-proxy-subscribe-{n}"));
+                call.session
+                    .send(Message::request(
+                        id.clone(),
+                        "resources/subscribe",
+                        Some(to_raw(&json!({ "uri": uri }))),
+                    ))
+                    .await;
+                if wait_for(&mut call.rx, &id)
+                    .await
+                    .is_some_and(|a| a.result().is_some())
+                {
+                    subscribed.push(uri.clone());
+                }
+            }
+        }
+        if !subscribed.is_empty() {
+            honoured.insert("resourceSubscriptions".into(), json!(subscribed));
+        }
+        let sub = client_id.to_raw();
+        let mut ack = Message::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(to_raw(&json!({ "notifications": honoured }))),
+        );
+        ack.set_param_meta(META_SUBSCRIPTION, sub.clone());
+        if out.send(ack).await.is_err() {
+            return;
+        }
+        loop {
+            let o = tokio::select! {
+                o = call.rx.recv() => o,
+                _ = out.closed() => return,
+            };
+            let Some(o) = o else {
+                // The server went away: the subscription ends gracefully.
+                let mut end = Message::response(
+                    client_id.clone(),
+                    to_raw(&json!({ "resultType": "complete" })),
+                );
+                end.set_result_member(
+                    "_meta",
+                    crate::jsonrpc::with_member(None, META_SUBSCRIPTION, sub.clone()),
+                );
+                let _ = out.send(end).await;
+                return;
+            };
+            let mut m = o.msg;
+            let relay = match m.method().unwrap_or("") {
+                "notifications/tools/list_changed" => honoured.contains_key("toolsListChanged"),
+                "notifications/prompts/list_changed" => honoured.contains_key("promptsListChanged"),
+                "notifications/resources/list_changed" => {
+                    honoured.contains_key("resourcesListChanged")
+                }
+                "notifications/resources/updated" => m
+                    .params_as::<Value>()
+                    .and_then(|p| p.get("uri")?.as_str().map(str::to_owned))
+                    .is_some_and(|u| subscribed.contains(&u)),
+                _ => false,
+            };
+            if m.is_request() {
+                // Nothing is being called on this stream; nobody can answer.
+                if let Some(id) = m.id() {
+                    call.session
+                        .send(Message::error(
+                            id,
+                            code::METHOD_NOT_FOUND,
+                            "no request of the client is waiting for input",
+                            None,
+                        ))
+                        .await;
+                }
+                continue;
+            }
+            if relay {
+                m.set_param_meta(META_SUBSCRIPTION, sub.clone());
+                if out.send(m).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Relay a call's messages until its answer (done) or the server's first request of the
+/// client (park). The answer gets the client's id and what 2026-07-28 requires.
+async fn pump(
+    mut call: Call,
+    client_id: Id,
+    progress: Option<Id>,
+    meta: &RequestMeta,
+    out: &mpsc::Sender<Message>,
+) -> Step {
+    let call_id = Id::number(CALL_ID);
+    loop {
+        let o = tokio::select! {
+            o = call.rx.recv() => o,
+            // The client went away: dropping the call cancels it upstream.
+            _ = out.closed() => return Step::Done,
+        };
+        let Some(o) = o else {
+            let m = Message::error(
+                client_id,
+                code::UPSTREAM_UNAVAILABLE,
+                "the server link is closed",
+                None,
+            );
+            let _ = out.send(m).await;
+            return Step::Done;
+        };
+        let mut m = o.msg;
+        if m.is_response() {
+            if m.id().as_ref() == Some(&call_id) {
+                m.set_id(&client_id);
+                super::modernise_result(&call.method, &mut m);
+                let _ = out.send(m).await;
+                return Step::Done;
+            }
+            continue;
+        }
+        if m.is_request() {
+            let Some(id) = m.id() else { continue };
+            if !RESUMABLE.contains(&call.method.as_str()) {
+                let why = format!(
+                    "{} cannot ask the client for input in protocol revision {}",
+                    call.method,
+                    super::MODERN
+                );
+                call.session
+                    .send(Message::error(id, code::METHOD_NOT_FOUND, &why, None))
+                    .await;
+                continue;
+            }
+            let mut asked = vec![(input_key(&m, 0), m)];
+            // Requests the server sent together are asked together.
+            while let Ok(more) = call.rx.try_recv() {
+                if more.msg.is_request() {
+                    let n = asked.len();
+                    asked.push((input_key(&more.msg, n), more.msg));
+                } else if let Some(n) = relay_notification(more.msg, &progress, meta) {
+                    let _ = out.send(n).await;
+                }
+            }
+            return Step::Park(call, asked);
+        }
+        if let Some(n) = relay_notification(m, &progress, meta) {
+            let _ = out.send(n).await;
+        }
+    }
+}
+
+/// What of a notification during a call reaches a modern client: progress (with the token
+/// of the current attempt) and log messages at or above the level it asked for.
+fn relay_notification(
+    mut m: Message,
+    progress: &Option<Id>,
+    meta: &RequestMeta,
+) -> Option<Message> {
+    match m.method().unwrap_or("") {
+        "notifications/progress" => {
+            if let Some(t) = progress {
+                m.set_param("progressToken", t.to_raw());
+            }
+            Some(m)
+        }
+        "notifications/message" => {
+            let want = meta.log_level.as_deref()?;
+            let level = m
+                .params_as::<Value>()
+                .and_then(|p| p.get("level")?.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (level_rank(&level) >= level_rank(want)).then_some(m)
+        }
+        _ => None,
+    }
+}
+
+/// A readable key for one input request.
+fn input_key(m: &Message, n: usize) -> String {
+    let kind = match m.method().unwrap_or("") {
+        "elicitation/create" => "elicitation",
+        "sampling/createMessage" => "sampling",
+        "roots/list" => "roots",
+        other => other,
+    };
+    format!("{kind}-{}", n + 1)
+}
+
+/// The tool or prompt name, or resource URI, a request is about.
+fn name_of(m: &Message) -> Option<String> {
+    let p = m.params_as::<Value>()?;
+    let v = match m.method()? {
+        "resources/read" => p.get("uri"),
+        _ => p.get("name"),
+    };
+    v.and_then(Value::as_str).map(str::to_owned)
+}
+
+async fn wait_for(rx: &mut mpsc::Receiver<Outgoing>, id: &Id) -> Option<Message> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = tokio::time::timeout_at(deadline, rx.recv()).await.ok()??;
+        if o.msg.is_response() && o.msg.id().as_ref() == Some(id) {
+            return Some(o.msg);
+        }
+    }
+}
+
+/// Parked calls whose client never came back are dropped, which cancels them upstream.
+async fn reap(front: Weak<ModernFront>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(front) = front.upgrade() else { return };
+        let now = Instant::now();
+        let expired: Vec<Parked> = match front.parked.lock() {
+            Ok(mut p) => {
+                let keys: Vec<String> = p
+                    .iter()
+                    .filter(|(_, v)| v.until <= now)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.into_iter().filter_map(|k| p.remove(&k)).collect()
+            }
+            Err(_) => return,
+        };
+        for p in expired {
+            tracing::info!(
+                method = %p.call.method,
+                "a call waiting for input was not resumed in time; cancelled"
+            );
+        }
+    }
+}
