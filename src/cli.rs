@@ -137,6 +137,17 @@ pub struct Cli {
     pub replay_buffer: usize,
 
     // === protocol eras ===
+    /// Protocol era of the server: auto probes it once with server/discover (revision
+    /// 2026-07-28) and falls back to initialize; legacy skips the probe.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "ERA",
+        help_heading = "Protocol eras"
+    )]
+    pub server_era: crate::era::upstream::ServerEra,
+
     /// Seconds a 2026-07-28 client has to answer an input_required result before the
     /// parked call is cancelled upstream.
     #[arg(

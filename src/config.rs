@@ -138,6 +138,7 @@ impl Config {
             route: RouteOptions {
                 limits,
                 request_timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+                server_era: cli.server_era,
             },
             session_timeout: Duration::from_secs(cli.session_timeout.max(1)),
             replay_events: cli.replay_buffer,

@@ -146,48 +146,33 @@ impl ModernFront {
                 return;
             }
         };
-        match method.as_str() {
-            "server/discover" => return self.discover(&hub, id, &out).await,
-            "subscriptions/listen" => return self.listen(&hub, msg, &meta, out).await,
-            _ => {}
+        if method == "subscriptions/listen" {
+            return self.listen(&hub, msg, &meta, out).await;
+        }
+        let status = match ready(&hub).await {
+            Ok(s) => s,
+            Err(mut e) => {
+                e.set_id(&id);
+                let _ = out.send(e).await;
+                return;
+            }
+        };
+        // A modern server gets the request as it is; its answers come back as they are.
+        let modern = hub.upstream_modern();
+        if method == "server/discover" && !modern {
+            let mut m = Message::response(id, status.result.clone());
+            super::discover_result(&mut m);
+            let _ = out.send(m).await;
+            return;
         }
         let params = msg.params_as::<Value>().unwrap_or(Value::Null);
         let step = match params.get("requestState") {
-            Some(state) => self.resume(msg.clone(), state, &params, &meta, &out).await,
-            None => self.start(&hub, msg.clone(), &meta, &out).await,
+            Some(state) if !modern => self.resume(msg.clone(), state, &params, &meta, &out).await,
+            _ => self.start(&hub, msg.clone(), &meta, &out).await,
         };
         if let Step::Park(call, asked) = step {
             self.park(call, asked, id, &out).await;
         }
-    }
-
-    /// `server/discover`, answered from what the server said to the hub's `initialize`.
-    async fn discover(&self, hub: &Hub, id: Id, out: &mpsc::Sender<Message>) {
-        let mut status = hub.watch_status();
-        let ready = tokio::time::timeout(Duration::from_secs(120), async {
-            status
-                .wait_for(|s| !matches!(s, Status::Starting))
-                .await
-                .map(|s| s.clone())
-        })
-        .await;
-        let answer = match ready {
-            Ok(Ok(Status::Ready(init))) => {
-                let mut m = Message::response(id, init.result.clone());
-                super::discover_result(&mut m);
-                m
-            }
-            Ok(Ok(Status::Failed(reason))) => {
-                Message::error(id, code::UPSTREAM_UNAVAILABLE, &reason, None)
-            }
-            _ => Message::error(
-                id,
-                code::UPSTREAM_TIMEOUT,
-                "the server did not finish initialising",
-                None,
-            ),
-        };
-        let _ = out.send(answer).await;
     }
 
     /// A hub session that knows the client's capabilities (and log level) for this request.
@@ -547,6 +532,34 @@ impl ModernFront {
                 }
             }
         }
+    }
+}
+
+/// Wait for the hub to be ready: what the server said to its `initialize`, or the error for
+/// the client.
+async fn ready(hub: &Hub) -> Result<Arc<crate::route::hub::InitAnswer>, Message> {
+    let mut status = hub.watch_status();
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        status
+            .wait_for(|s| !matches!(s, Status::Starting))
+            .await
+            .map(|s| s.clone())
+    })
+    .await;
+    match ready {
+        Ok(Ok(Status::Ready(init))) => Ok(init),
+        Ok(Ok(Status::Failed(reason))) => Err(Message::error(
+            Id::null(),
+            code::UPSTREAM_UNAVAILABLE,
+            &reason,
+            None,
+        )),
+        _ => Err(Message::error(
+            Id::null(),
+            code::UPSTREAM_TIMEOUT,
+            "the server did not finish initialising",
+            None,
+        )),
     }
 }
 

@@ -25,6 +25,7 @@ pub const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 
 pub mod front;
 pub mod seal;
+pub mod upstream;
 
 /// Header / body disagreement (HTTP 400).
 pub const HEADER_MISMATCH: i64 = -32020;

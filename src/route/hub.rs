@@ -86,32 +86,52 @@ pub struct Hub {
     next_session: std::sync::atomic::AtomicU64,
     options: RouteOptions,
     conn_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    modern: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
-    /// Connect to `target` and initialise it in the background.
+    /// Connect to `target`, then find its protocol era and initialise it in the background.
     pub async fn start(target: &Target, options: RouteOptions) -> Result<Arc<Hub>, String> {
         let conn = transport::connect(target, options.limits)
             .await
             .map_err(|e| e.to_string())?;
         let (status_tx, status) = watch::channel(Status::Starting);
         let hub = Arc::new(Hub {
-            tx: std::sync::RwLock::new(Some(conn.tx)),
+            tx: std::sync::RwLock::new(None),
             state: Mutex::new(State::default()),
             status,
             next_session: Default::default(),
             options,
-            conn_task: Mutex::new(Some(conn.task)),
+            conn_task: Mutex::new(None),
+            modern: Default::default(),
         });
-        tokio::spawn(read_upstream(hub.clone(), conn.rx, status_tx.clone()));
         let init_hub = hub.clone();
+        let target = target.clone();
         tokio::spawn(async move {
-            let result = init_hub.initialize().await;
+            let result = match crate::era::upstream::settle(conn, &target, options).await {
+                Ok((conn, modern)) => {
+                    init_hub
+                        .modern
+                        .store(modern, std::sync::atomic::Ordering::Relaxed);
+                    if let Ok(mut tx) = init_hub.tx.write() {
+                        *tx = Some(conn.tx);
+                    }
+                    if let Ok(mut t) = init_hub.conn_task.lock() {
+                        *t = Some(conn.task);
+                    }
+                    tokio::spawn(read_upstream(init_hub.clone(), conn.rx, status_tx.clone()));
+                    init_hub.initialize().await
+                }
+                Err(e) => Err(e),
+            };
             status_tx.send_if_modified(|s| {
                 if matches!(s, Status::Starting) {
                     *s = match result {
                         Ok(a) => Status::Ready(Arc::new(a)),
-                        Err(e) => Status::Failed(e),
+                        Err(e) => {
+                            tracing::error!("{e}");
+                            Status::Failed(e)
+                        }
                     };
                     true
                 } else {
@@ -120,6 +140,11 @@ impl Hub {
             });
         });
         Ok(hub)
+    }
+
+    /// Whether the server speaks revision 2026-07-28 (known once the hub is ready).
+    pub fn upstream_modern(&self) -> bool {
+        self.modern.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn status(&self) -> Status {
@@ -623,7 +648,7 @@ async fn read_upstream(
             }
         };
         match inbound {
-            Some(Inbound::Message { msg, .. }) => route_inbound(&hub, msg),
+            Some(Inbound::Message { msg, related }) => route_inbound(&hub, msg, related),
             Some(Inbound::Closed(reason)) => {
                 close_all(&hub, &status, reason);
                 return;
@@ -679,7 +704,7 @@ fn expire(hub: &Hub) {
     }
 }
 
-fn route_inbound(hub: &Hub, mut msg: Message) {
+fn route_inbound(hub: &Hub, mut msg: Message, related: Option<Id>) {
     let Ok(mut st) = hub.state.lock() else { return };
     if msg.is_response() {
         let Some(up) = msg.id().and_then(|i| i.as_u64()) else {
@@ -702,7 +727,7 @@ fn route_inbound(hub: &Hub, mut msg: Message) {
         return;
     }
     if msg.is_request() {
-        return server_request(hub, &mut st, msg);
+        return server_request(hub, &mut st, msg, related);
     }
     let timeout = hub.options.request_timeout;
     match msg.method().unwrap_or("") {
@@ -782,7 +807,7 @@ fn needed_capability(method: &str) -> Option<&'static str> {
     }
 }
 
-fn server_request(hub: &Hub, st: &mut State, msg: Message) {
+fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) {
     let Some(id) = msg.id() else { return };
     let method = msg.method().unwrap_or("").to_owned();
     if method == "ping" {
@@ -804,25 +829,34 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message) {
         .filter(|p| st.sessions.contains_key(&p.session))
         .collect();
     busy.sort_by_key(|p| std::cmp::Reverse(p.seq));
-    let chosen = busy
-        .iter()
-        .find(|p| can(&p.session))
-        .map(|p| (p.session, Some(p.client_id.clone())))
-        .or_else(|| {
-            // Not caused by a request (roots after list_changed): any capable session.
-            st.sessions
-                .keys()
-                .copied()
-                .filter(|s| can(s))
-                .max()
-                .map(|s| (s, None))
-        });
-    if method == "roots/list" {
-        let capable: Vec<u64> = st.sessions.keys().copied().filter(|s| can(s)).collect();
-        if capable.len() > 1 {
-            return gather_roots(hub, st, id, capable);
+    // When the wire says which request this is for, that request's session answers.
+    let named = related
+        .and_then(|r| r.as_u64())
+        .and_then(|up| st.pending.get(&up))
+        .filter(|p| st.sessions.contains_key(&p.session));
+    let chosen = match named {
+        Some(p) => can(&p.session).then(|| (p.session, Some(p.client_id.clone()))),
+        None => {
+            if method == "roots/list" {
+                let capable: Vec<u64> = st.sessions.keys().copied().filter(|s| can(s)).collect();
+                if capable.len() > 1 {
+                    return gather_roots(hub, st, id, capable);
+                }
+            }
+            busy.iter()
+                .find(|p| can(&p.session))
+                .map(|p| (p.session, Some(p.client_id.clone())))
+                .or_else(|| {
+                    // Not caused by a request (roots after list_changed): any capable session.
+                    st.sessions
+                        .keys()
+                        .copied()
+                        .filter(|s| can(s))
+                        .max()
+                        .map(|s| (s, None))
+                })
         }
-    }
+    };
     let Some((session, related)) = chosen else {
         let why = match cap {
             Some(c) => format!("no connected client supports {c}"),

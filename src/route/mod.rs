@@ -96,6 +96,8 @@ pub struct RouteOptions {
     pub limits: Limits,
     /// How long a request may go without any sign of life from the server.
     pub request_timeout: Option<Duration>,
+    /// Which protocol era to speak towards servers.
+    pub server_era: crate::era::upstream::ServerEra,
 }
 
 /// What new sessions connect to.

@@ -45,6 +45,7 @@ impl Pipe {
         let conn = transport::connect(target, options.limits)
             .await
             .map_err(|e| e.to_string())?;
+        let (conn, _) = crate::era::upstream::settle(conn, target, options).await?;
         let Connection { tx, rx, task, .. } = conn;
         let state = Arc::new(Mutex::new(State::default()));
         let reader = tokio::spawn(read_upstream(

@@ -5,6 +5,7 @@
 //! itself with a JSON-RPC error, so callers never wait for an answer that cannot come.
 
 pub mod http_client;
+pub mod modern_client;
 pub mod sse_client;
 pub mod stdio;
 pub mod streamable_client;

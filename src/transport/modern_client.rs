@@ -1,0 +1,302 @@
+//! Streamable HTTP of revision 2026-07-28 towards a server: no session, every request its own
+//! POST with `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers, answered by JSON or
+//! by an SSE stream scoped to that request. Closing the stream cancels the request, so a
+//! `notifications/cancelled` from the link's user aborts the POST instead of being sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::http_client::{
+    HttpContext, body_excerpt, build_headers, content_type_is, read_body, sse_events,
+};
+use super::streamable_client::describe_reqwest;
+use super::{ConnectError, Connection, Inbound, Limits, UrlSpec};
+use crate::era::{self, MODERN};
+use crate::jsonrpc::{Id, Message};
+
+/// What a modern request against an unknown server told about its era.
+#[derive(Debug)]
+pub enum Probe {
+    /// The server answered `server/discover` (its result).
+    Modern(Value),
+    /// Not a modern server: fall back to the session-based revisions.
+    Legacy(String),
+    /// A modern server that cannot serve us (for example no version in common).
+    Refused(String),
+}
+
+/// The HTTP client a link uses.
+pub fn http_client(spec: &UrlSpec) -> Result<reqwest::Client, ConnectError> {
+    reqwest::Client::builder()
+        .connect_timeout(spec.connect_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ConnectError::Other(format!("cannot build HTTP client: {e}")))
+}
+
+/// The `server/discover` request the proxy sends in its own name.
+pub fn discover_request(id: Id) -> Message {
+    let params = serde_json::json!({
+        "_meta": {
+            era::META_VERSION: MODERN,
+            era::META_CAPABILITIES: {},
+            era::META_CLIENT_INFO: { "name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION") },
+        }
+    });
+    Message::request(id, "server/discover", Some(crate::jsonrpc::to_raw(&params)))
+}
+
+/// Whether an answer to `server/discover` comes from a modern server, per the specification's
+/// backward-compatibility rule: a result, or a recognised modern error.
+pub fn classify(answer: &Message) -> Probe {
+    if let Some(r) = answer.result_as::<Value>() {
+        let speaks = r
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|x| x.as_str().is_some_and(era::is_modern)));
+        return if speaks {
+            Probe::Modern(r)
+        } else {
+            Probe::Legacy("server/discover answered without a modern version".into())
+        };
+    }
+    let err: Value = answer
+        .error_value()
+        .and_then(|e| serde_json::from_str(e.get()).ok())
+        .unwrap_or(Value::Null);
+    let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+    if code == era::UNSUPPORTED_VERSION {
+        let supported = err
+            .get("data")
+            .and_then(|d| d.get("supported"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        return Probe::Refused(format!(
+            "the server speaks protocol revisions {supported}, none of which this proxy speaks"
+        ));
+    }
+    Probe::Legacy(format!(
+        "server/discover answered {}",
+        err.get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("an error")
+    ))
+}
+
+/// Try a modern `server/discover` against `spec`.
+pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
+    let client = match http_client(spec) {
+        Ok(c) => c,
+        Err(e) => return Probe::Refused(e.to_string()),
+    };
+    let headers = match build_headers(spec) {
+        Ok(h) => h,
+        Err(e) => return Probe::Refused(e.to_string()),
+    };
+    let msg = discover_request(Id::string("mcp-proxy-probe"));
+    let resp = match post(&client, spec, &headers, &msg).await {
+        Ok(r) => r,
+        Err(e) => return Probe::Legacy(e),
+    };
+    let status = resp.status();
+    if content_type_is(&resp, "application/json") {
+        let Ok(body) = read_body(resp, limits.max_message_size).await else {
+            return Probe::Legacy(format!("HTTP {status}"));
+        };
+        return match Message::parse_one(&body) {
+            Ok(m) if m.is_response() => classify(&m),
+            _ => Probe::Legacy(format!("HTTP {status} without a JSON-RPC answer")),
+        };
+    }
+    if status.is_success() && content_type_is(&resp, "text/event-stream") {
+        let mut events = sse_events(resp, limits.max_message_size);
+        while let Some(Ok(ev)) = events.next().await {
+            if let Some(data) = ev.data
+                && let Ok(m) = Message::parse_one(data.as_bytes())
+                && m.is_response()
+            {
+                return classify(&m);
+            }
+        }
+        return Probe::Legacy("the discover stream ended without an answer".into());
+    }
+    Probe::Legacy(format!("HTTP {status}"))
+}
+
+async fn post(
+    client: &reqwest::Client,
+    spec: &UrlSpec,
+    headers: &reqwest::header::HeaderMap,
+    msg: &Message,
+) -> Result<reqwest::Response, String> {
+    let method = msg.method().unwrap_or("");
+    let mut req = client
+        .post(spec.url.clone())
+        .headers(headers.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/json, text/event-stream",
+        )
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", method);
+    if let Some(name) = name_of(msg) {
+        req = req.header("mcp-name", era::encode_header_value(&name));
+    }
+    req.body(msg.to_json())
+        .send()
+        .await
+        .map_err(|e| describe_reqwest(&e, &spec.url))
+}
+
+fn name_of(msg: &Message) -> Option<String> {
+    let p = msg.params_as::<Value>()?;
+    let v = match msg.method()? {
+        "resources/read" => p.get("uri"),
+        "tools/call" | "prompts/get" => p.get("name"),
+        _ => None,
+    };
+    v.and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Open a modern link to `spec`. Nothing is sent until the first message.
+pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectError> {
+    let client = http_client(spec)?;
+    let headers = build_headers(spec)?;
+    let (out_tx, out_rx) = mpsc::channel::<Message>(256);
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
+    let describe = Arc::new(std::sync::Mutex::new(format!(
+        "streamable-http {MODERN} ({})",
+        spec.url
+    )));
+    let ctx = HttpContext {
+        client,
+        spec: Arc::new(spec.clone()),
+        headers,
+        limits,
+        in_tx,
+    };
+    let task = tokio::spawn(run(ctx, out_rx));
+    Ok(Connection {
+        tx: out_tx,
+        rx: in_rx,
+        task,
+        describe,
+    })
+}
+
+async fn run(ctx: HttpContext, mut out_rx: mpsc::Receiver<Message>) {
+    let inflight: Arc<Mutex<HashMap<Id, CancellationToken>>> = Default::default();
+    while let Some(msg) = out_rx.recv().await {
+        if msg.is_request() {
+            let Some(id) = msg.id() else { continue };
+            let stop = CancellationToken::new();
+            if let Ok(mut r) = inflight.lock() {
+                r.insert(id.clone(), stop.clone());
+            }
+            let ctx2 = ctx.clone();
+            let registry = inflight.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = exchange(&ctx2, msg) => {}
+                    // Dropping the response closes the stream: that is the cancellation.
+                    _ = stop.cancelled() => {}
+                }
+                if let Ok(mut r) = registry.lock() {
+                    r.remove(&id);
+                }
+            });
+        } else if msg.method() == Some("notifications/cancelled") {
+            if let Some(id) = msg.cancelled_request_id()
+                && let Some(stop) = inflight.lock().ok().and_then(|mut r| r.remove(&id))
+            {
+                stop.cancel();
+            }
+        } else {
+            tracing::debug!(
+                method = msg.method().unwrap_or("(answer)"),
+                "not sent: revision {MODERN} has no such client message over HTTP"
+            );
+        }
+    }
+    let all: Vec<CancellationToken> = inflight
+        .lock()
+        .map(|mut r| r.drain().map(|(_, h)| h).collect())
+        .unwrap_or_default();
+    for stop in all {
+        stop.cancel();
+    }
+}
+
+/// One request: POST it and deliver what comes back, the answer last.
+async fn exchange(ctx: &HttpContext, msg: Message) {
+    let Some(id) = msg.id() else { return };
+    let resp = match post(&ctx.client, &ctx.spec, &ctx.headers, &msg).await {
+        Ok(r) => r,
+        Err(e) => return ctx.fail(&msg, &e).await,
+    };
+    let status = resp.status();
+    if content_type_is(&resp, "application/json") {
+        match read_body(resp, ctx.limits.max_message_size).await {
+            Ok(body) => match Message::parse_one(&body) {
+                Ok(m) => ctx.deliver(m, Some(id)).await,
+                Err(e) => {
+                    ctx.fail(
+                        &msg,
+                        &format!("HTTP {status} with an unreadable body: {e:?}"),
+                    )
+                    .await
+                }
+            },
+            Err(e) => ctx.fail(&msg, &e).await,
+        }
+        return;
+    }
+    if !status.is_success() {
+        let excerpt = body_excerpt(resp).await;
+        return ctx
+            .fail(
+                &msg,
+                &format!("the server answered HTTP {status}: {excerpt}"),
+            )
+            .await;
+    }
+    if !content_type_is(&resp, "text/event-stream") {
+        return ctx
+            .fail(&msg, "the server answered neither JSON nor an event stream")
+            .await;
+    }
+    let mut events = sse_events(resp, ctx.limits.max_message_size);
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                return ctx
+                    .fail(&msg, &format!("the response stream broke: {e}"))
+                    .await;
+            }
+        };
+        let Some(data) = ev.data else { continue };
+        if data.trim().is_empty() {
+            continue;
+        }
+        match Message::parse_one(data.as_bytes()) {
+            Ok(m) => {
+                let answer = m.is_response() && m.id().as_ref() == Some(&id);
+                ctx.deliver(m, Some(id.clone())).await;
+                if answer {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("unreadable event from the server: {e:?}"),
+        }
+    }
+    ctx.fail(&msg, "the response stream ended without an answer")
+        .await;
+}
