@@ -5,6 +5,10 @@
 //! `elicit` (asks the user), `roots` (lists the client's roots), `blob` (a payload of N bytes),
 //! `stats` (how many requests clients cancelled), `crash` (exits with a status).
 //! One resource (`demo://readme`, subscribable), one template (`demo://item/{id}`), one prompt.
+//!
+//! It speaks both protocol eras: session clients `initialize` as usual, and requests whose
+//! `_meta` names revision 2026-07-28 are served statelessly (`server/discover`, `input_required`
+//! results for sampling, elicitation and roots, `subscriptions/listen`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +96,12 @@ pub async fn run() {
 
 type Outcome = Result<Value, (i64, String)>;
 
+enum Input {
+    Got(Value),
+    /// The `input_required` result that asks for it.
+    Need(Value),
+}
+
 fn text(s: impl Into<String>) -> Value {
     json!({ "content": [{ "type": "text", "text": s.into() }] })
 }
@@ -122,7 +132,112 @@ impl Demo {
         Err((code::INTERNAL_ERROR, format!("{method} failed: {e}")))
     }
 
+    /// Answer a request of either era: a request whose `_meta` names revision 2026-07-28 (or
+    /// `server/discover`) is served statelessly, with what that revision requires.
     async fn handle(&self, msg: &Message) -> Outcome {
+        let method = msg.method().unwrap_or("");
+        let modern = method == "server/discover"
+            || crate::era::RequestMeta::of(msg)
+                .version
+                .is_some_and(|v| crate::era::is_modern(&v));
+        if !modern {
+            return self.handle_era(msg, false).await;
+        }
+        if let Err(r) = crate::era::validate(msg, &crate::era::Headers::default()) {
+            return Err((r.code, r.message));
+        }
+        match method {
+            "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe" => {
+                return Err((
+                    code::METHOD_NOT_FOUND,
+                    format!(
+                        "{method} does not exist in protocol revision {}",
+                        crate::era::MODERN
+                    ),
+                ));
+            }
+            "server/discover" => {
+                let init = self.handle_era(msg, false).await?;
+                return Ok(json!({
+                    "resultType": "complete",
+                    "supportedVersions": crate::era::MODERN_VERSIONS,
+                    "capabilities": init["capabilities"],
+                    "instructions": init["instructions"],
+                    "_meta": { crate::era::META_SERVER_INFO: init["serverInfo"] },
+                    "ttlMs": 60_000,
+                    "cacheScope": "public",
+                }));
+            }
+            "subscriptions/listen" => return self.listen(msg).await,
+            _ => {}
+        }
+        let mut result = self.handle_era(msg, true).await?;
+        if let Value::Object(r) = &mut result {
+            r.entry("resultType").or_insert("complete".into());
+            if matches!(
+                method,
+                "tools/list"
+                    | "prompts/list"
+                    | "resources/list"
+                    | "resources/templates/list"
+                    | "resources/read"
+            ) {
+                r.insert("ttlMs".into(), 0.into());
+                r.insert("cacheScope".into(), "public".into());
+            }
+        }
+        Ok(result)
+    }
+
+    /// A 2026-07-28 subscription: acknowledged, then an update for each subscribed resource
+    /// (as `resources/subscribe` does for session clients); open until cancelled.
+    async fn listen(&self, msg: &Message) -> Outcome {
+        let params: Value = msg.params_as().unwrap_or(Value::Null);
+        let sub = msg
+            .id()
+            .map(|i| i.to_raw())
+            .unwrap_or_else(|| to_raw(&Value::Null));
+        let wanted = &params["notifications"];
+        let mut honoured = serde_json::Map::new();
+        for flag in [
+            "toolsListChanged",
+            "promptsListChanged",
+            "resourcesListChanged",
+        ] {
+            if wanted[flag] == true {
+                honoured.insert(flag.into(), true.into());
+            }
+        }
+        if let Some(uris) = wanted["resourceSubscriptions"].as_array() {
+            honoured.insert("resourceSubscriptions".into(), Value::Array(uris.clone()));
+        }
+        let mut ack = Message::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(to_raw(&json!({ "notifications": honoured }))),
+        );
+        ack.set_param_meta(crate::era::META_SUBSCRIPTION, sub.clone());
+        let _ = self.out.send(ack).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for uri in wanted["resourceSubscriptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let mut n = Message::notification(
+                "notifications/resources/updated",
+                Some(to_raw(&json!({ "uri": uri }))),
+            );
+            n.set_param_meta(crate::era::META_SUBSCRIPTION, sub.clone());
+            let _ = self.out.send(n).await;
+        }
+        std::future::pending().await
+    }
+
+    async fn handle_era(&self, msg: &Message, modern: bool) -> Outcome {
         let params: Value = msg.params_as().unwrap_or(Value::Null);
         match msg.method().unwrap_or("") {
             "initialize" => {
@@ -160,7 +275,7 @@ impl Demo {
                 Ok(json!({}))
             }
             "tools/list" => Ok(json!({ "tools": tools() })),
-            "tools/call" => self.call(&params, msg).await,
+            "tools/call" => self.call(&params, msg, modern).await,
             "resources/list" => Ok(json!({ "resources": [
                 { "uri": "demo://readme", "name": "readme", "mimeType": "text/plain" }
             ]})),
@@ -202,7 +317,29 @@ impl Demo {
         }
     }
 
-    async fn call(&self, params: &Value, msg: &Message) -> Outcome {
+    /// What the client answers to `method`: asked now (session clients), or taken from the
+    /// retry's `inputResponses` after an `input_required` result (2026-07-28 clients).
+    async fn input(
+        &self,
+        modern: bool,
+        params: &Value,
+        key: &str,
+        method: &str,
+        request: Value,
+    ) -> Result<Input, (i64, String)> {
+        if !modern {
+            return self.ask(method, request).await.map(Input::Got);
+        }
+        Ok(match params["inputResponses"].get(key) {
+            Some(v) => Input::Got(v.clone()),
+            None => Input::Need(json!({
+                "resultType": "input_required",
+                "inputRequests": { key: { "method": method, "params": request } },
+            })),
+        })
+    }
+
+    async fn call(&self, params: &Value, msg: &Message, modern: bool) -> Outcome {
         let args = &params["arguments"];
         match params["name"].as_str().unwrap_or("") {
             "echo" => Ok(text(args["message"].as_str().unwrap_or(""))),
@@ -239,25 +376,35 @@ impl Demo {
             }
             "sample" => {
                 let prompt = args["prompt"].as_str().unwrap_or("Hello");
-                let r = self
-                    .ask("sampling/createMessage", json!({
-                        "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
-                        "maxTokens": 100,
-                    }))
-                    .await?;
+                let request = json!({
+                    "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
+                    "maxTokens": 100,
+                });
+                let r = match self
+                    .input(modern, params, "sample", "sampling/createMessage", request)
+                    .await?
+                {
+                    Input::Got(r) => r,
+                    Input::Need(ask) => return Ok(ask),
+                };
                 Ok(text(format!(
                     "model said: {}",
                     r["content"]["text"].as_str().unwrap_or("")
                 )))
             }
             "elicit" => {
-                let r = self
-                    .ask("elicitation/create", json!({
-                        "mode": "form",
-                        "message": args["message"].as_str().unwrap_or("What is your name?"),
-                        "requestedSchema": { "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] },
-                    }))
-                    .await?;
+                let request = json!({
+                    "mode": "form",
+                    "message": args["message"].as_str().unwrap_or("What is your name?"),
+                    "requestedSchema": { "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] },
+                });
+                let r = match self
+                    .input(modern, params, "elicit", "elicitation/create", request)
+                    .await?
+                {
+                    Input::Got(r) => r,
+                    Input::Need(ask) => return Ok(ask),
+                };
                 Ok(text(format!(
                     "user answered: {} {}",
                     r["action"].as_str().unwrap_or(""),
@@ -273,7 +420,13 @@ impl Demo {
                 std::process::exit(status);
             }
             "roots" => {
-                let r = self.ask("roots/list", json!({})).await?;
+                let r = match self
+                    .input(modern, params, "roots", "roots/list", json!({}))
+                    .await?
+                {
+                    Input::Got(r) => r,
+                    Input::Need(ask) => return Ok(ask),
+                };
                 Ok(text(format!("roots: {}", r["roots"])))
             }
             other => Err((code::INVALID_PARAMS, format!("Unknown tool: {other}"))),

@@ -254,6 +254,9 @@ impl ModernFront {
         call.name = name_of(&msg);
         let mut upstream = msg.clone();
         upstream.set_id(&Id::number(CALL_ID));
+        if !hub.upstream_modern() {
+            super::strip_request_meta(&mut upstream);
+        }
         call.session.send(upstream).await;
         pump(call, client_id, msg.progress_token(), meta, out).await
     }

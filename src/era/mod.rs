@@ -234,6 +234,31 @@ pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Ref
     Ok(meta)
 }
 
+/// The per-request keys of 2026-07-28 that a session-based server learnt from `initialize`.
+const REQUEST_KEYS: &[&str] = &[
+    META_VERSION,
+    META_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_LOG_LEVEL,
+];
+
+/// A modern request as a session-based server should see it: without the per-request keys
+/// (a dual-era server would otherwise serve it as a modern request); the rest of `_meta`
+/// (a progress token, say) stays.
+pub fn strip_request_meta(msg: &mut Message) {
+    let Some(Value::Object(mut meta)) = msg
+        .params_as::<Value>()
+        .and_then(|p| p.get("_meta").cloned())
+    else {
+        return;
+    };
+    let before = meta.len();
+    meta.retain(|k, _| !REQUEST_KEYS.contains(&k.as_str()));
+    if meta.len() != before {
+        msg.set_param("_meta", to_raw(&Value::Object(meta)));
+    }
+}
+
 /// The legacy `initialize` that stands for a modern client's per-request metadata.
 pub fn legacy_initialize(id: crate::jsonrpc::Id, meta: &RequestMeta) -> Message {
     let params = serde_json::json!({

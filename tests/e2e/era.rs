@@ -58,7 +58,10 @@ async fn modern_client_reaches_legacy_server(url: &str) {
 
 #[tokio::test]
 async fn modern_client_legacy_server_shared_and_per_client() {
-    for extra in [&[][..], &["--per-client"][..]] {
+    for extra in [
+        &["--server-era", "legacy"][..],
+        &["--server-era", "legacy", "--per-client"][..],
+    ] {
         let proxy = Proxy::demo(extra);
         modern_client_reaches_legacy_server(&proxy.url("/mcp")).await;
         // A legacy client keeps its session on the same endpoint.
@@ -76,14 +79,14 @@ async fn modern_client_legacy_server_shared_and_per_client() {
 
 #[tokio::test]
 async fn modern_client_legacy_remote_server() {
-    let backend = Proxy::demo(&[]);
-    let proxy = Proxy::start(&[&backend.url("/mcp")]);
+    let backend = Proxy::demo(&["--server-era", "legacy"]);
+    let proxy = Proxy::start(&["--server-era", "legacy", &backend.url("/mcp")]);
     modern_client_reaches_legacy_server(&proxy.url("/mcp")).await;
 }
 
 #[tokio::test]
 async fn modern_requests_that_disagree_or_ask_too_much_are_refused() {
-    let proxy = Proxy::demo(&[]);
+    let proxy = Proxy::demo(&["--server-era", "legacy"]);
     let url = proxy.url("/mcp");
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"echo",{META}}}}}"#
@@ -131,4 +134,160 @@ async fn modern_requests_that_disagree_or_ask_too_much_are_refused() {
     assert_eq!(r.json()["error"]["code"], -32020);
     // Still serving.
     modern_client_reaches_legacy_server(&url).await;
+}
+
+/// A modern request from a client that can answer elicitations.
+async fn asking(url: &str, id: u64, params: &str) -> serde_json::Value {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{{params},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{"elicitation":{{}}}},"io.modelcontextprotocol/clientInfo":{{"name":"modern","version":"1"}}}}}}}}"#
+    );
+    let name = serde_json::from_str::<serde_json::Value>(&body).expect("json")["params"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let r = post(
+        url,
+        None,
+        &body,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", &name),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn state_of(v: &serde_json::Value) -> String {
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    v["result"]["requestState"]
+        .as_str()
+        .expect("requestState")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn parked_calls_resume_re_ask_and_refuse_what_they_must() {
+    let proxy = Proxy::demo(&["--server-era", "legacy"]);
+    let url = proxy.url("/mcp");
+    let first = asking(&url, 1, r#""name":"elicit","arguments":{}"#).await;
+    let state = state_of(&first);
+    let key = first["result"]["inputRequests"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .expect("a key");
+    assert_eq!(
+        first["result"]["inputRequests"][&key]["method"],
+        "elicitation/create"
+    );
+    // Wrong keys: asked again, with a new state.
+    let again = asking(
+        &url,
+        2,
+        &format!(r#""name":"elicit","arguments":{{}},"requestState":"{state}","inputResponses":{{"nope":{{}}}}"#),
+    )
+    .await;
+    let state2 = state_of(&again);
+    assert!(
+        again["result"]["inputRequests"][&key].is_object(),
+        "{again}"
+    );
+    // The used state cannot be used again, nor moved to another tool, nor forged.
+    let reused = asking(
+        &url,
+        3,
+        &format!(
+            r#""name":"elicit","arguments":{{}},"requestState":"{state}","inputResponses":{{}}"#
+        ),
+    )
+    .await;
+    assert_eq!(reused["error"]["code"], -32602, "{reused}");
+    let moved = asking(
+        &url,
+        4,
+        &format!(r#""name":"echo","arguments":{{"message":"x"}},"requestState":"{state2}""#),
+    )
+    .await;
+    assert_eq!(moved["error"]["code"], -32602, "{moved}");
+    let forged = format!("{}x", &state2[..state2.len() - 1]);
+    let f = asking(
+        &url,
+        5,
+        &format!(r#""name":"elicit","arguments":{{}},"requestState":"{forged}""#),
+    )
+    .await;
+    assert_eq!(f["error"]["code"], -32602, "{f}");
+    // The right answer finishes the call, under the retry's id.
+    let done = asking(
+        &url,
+        6,
+        &format!(r#""name":"elicit","arguments":{{}},"requestState":"{state2}","inputResponses":{{"{key}":{{"action":"accept","content":{{"name":"Ada"}}}}}}"#),
+    )
+    .await;
+    assert_eq!(done["id"], 6);
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("Ada"), "{done}");
+}
+
+#[tokio::test]
+async fn parked_calls_time_out_and_are_cancelled_upstream() {
+    let proxy = Proxy::demo(&["--server-era", "legacy", "--input-timeout", "1"]);
+    let url = proxy.url("/mcp");
+    let state = state_of(&asking(&url, 1, r#""name":"elicit","arguments":{}"#).await);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let late = asking(
+        &url,
+        2,
+        &format!(
+            r#""name":"elicit","arguments":{{}},"requestState":"{state}","inputResponses":{{}}"#
+        ),
+    )
+    .await;
+    assert_eq!(late["error"]["code"], -32602, "{late}");
+    let stats = asking(&url, 3, r#""name":"stats","arguments":{}"#).await;
+    assert_eq!(
+        stats["result"]["content"][0]["text"], "cancelled=1",
+        "the server was told: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_dies_under_a_parked_call_gives_an_error() {
+    let proxy = Proxy::demo(&["--server-era", "legacy"]);
+    let url = proxy.url("/mcp");
+    let first = asking(&url, 1, r#""name":"elicit","arguments":{}"#).await;
+    let state = state_of(&first);
+    let _ = asking(&url, 2, r#""name":"crash","arguments":{"status":3}"#).await;
+    let r = asking(
+        &url,
+        3,
+        &format!(
+            r#""name":"elicit","arguments":{{}},"requestState":"{state}","inputResponses":{{}}"#
+        ),
+    )
+    .await;
+    assert_eq!(r["id"], 3);
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+}
+
+#[tokio::test]
+async fn modern_requests_without_the_required_headers_are_refused() {
+    let proxy = Proxy::demo(&[]);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"x"}},{META}}}}}"#
+    );
+    for headers in [
+        &[("mcp-protocol-version", "2026-07-28")][..],
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ][..],
+    ] {
+        let r = post(&proxy.url("/mcp"), None, &body, headers).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], -32020);
+    }
 }
