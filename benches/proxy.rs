@@ -6,6 +6,7 @@
 //! - a minimal native HTTP echo, no proxy (the HTTP floor; this binary re-run as a server);
 //! - mcp-proxy serving the echo server over Streamable HTTP, and over HTTP+SSE;
 //! - `mcp-proxy URL`: stdio in front of a remote server (the HTTP floor);
+//! - `tools/call` for each client era × server era pair, translated or passed through;
 //! - the Python `mcp-proxy` and `supergateway` (stateful), set up the same way, when
 //!   `scripts/install-bench-peers` has installed them.
 //!
@@ -549,8 +550,9 @@ fn spawn(program: &str, args: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
 }
 
-/// mcp-proxy serving the demo server over HTTP on a free port.
-fn proxy_before_demo() -> (Child, u16) {
+/// mcp-proxy serving the demo server over HTTP on a free port. The demo server speaks both
+/// eras; `server_era` says which one the proxy speaks with it.
+fn proxy_before_demo(server_era: &str) -> (Child, u16) {
     let port = free_port();
     let p = port.to_string();
     let args = [
@@ -558,11 +560,120 @@ fn proxy_before_demo() -> (Child, u16) {
         &p,
         "--log-level",
         "warn",
+        "--server-era",
+        server_era,
         "--",
         BIN,
         "--demo-server",
     ];
     (spawn(BIN, &args), port)
+}
+
+// === protocol eras ===
+
+const MODERN_META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}"#;
+
+/// One `tools/call` of a 2026-07-28 client: no session, the request metadata in headers
+/// and `_meta`.
+async fn post_modern(client: &reqwest::Client, url: &str, id: u64, msg: &str) -> bool {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{msg}"}},{MODERN_META}}}}}"#
+    );
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => r.text().await.is_ok_and(|b| answers(&b, id, msg)),
+        Err(_) => false,
+    }
+}
+
+/// p50, p99 and calls/s at 16 clients of `tools/call` for one client era × server era.
+async fn era_row(client_era: &str, server_era: &str, calls: u64, wrong: &Arc<AtomicU64>) -> String {
+    let (mut server, port) = proxy_before_demo(server_era);
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let http = client();
+    let modern = client_era == "modern";
+    let start = Instant::now();
+    let sid = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no answer at {url}"
+        );
+        if modern {
+            if post_modern(&http, &url, 0, "first").await {
+                break None;
+            }
+        } else if let Ok(sid) = open(&http, &url).await
+            && matches!(post(&http, &url, sid.as_deref(), call(0, "first")).await, Ok((_, b)) if answers(&b, 0, "first"))
+        {
+            break sid;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let mut lat = vec![];
+    for i in 1..=calls {
+        let msg = message(i, 16);
+        let t = Instant::now();
+        let ok = if modern {
+            post_modern(&http, &url, i, &msg).await
+        } else {
+            matches!(post(&http, &url, sid.as_deref(), call(i, &msg)).await, Ok((_, b)) if answers(&b, i, &msg))
+        };
+        lat.push(t.elapsed());
+        if !ok {
+            wrong.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let rate = if modern {
+        let per = (calls / 4).max(50);
+        let t = Instant::now();
+        let mut tasks = vec![];
+        for c in 0..16u64 {
+            let http = http.clone();
+            let url = url.clone();
+            let wrong = wrong.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per {
+                    let id = (c + 1) * 1_000_000 + i;
+                    if !post_modern(&http, &url, id, &format!("c{c}-{i}-")).await {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        (16 * per) as f64 / t.elapsed().as_secs_f64()
+    } else {
+        throughput(&url, 16, 16, (calls / 4).max(50), wrong.clone()).await
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let how = match (client_era, server_era) {
+        ("legacy", "legacy") | ("modern", "auto") => "passed through",
+        ("legacy", _) => "translated: initialize from server/discover, _meta added",
+        _ => "translated: _meta onto the proxy's session, resultType and cache fields added",
+    };
+    let server_name = if server_era == "auto" {
+        "2026-07-28"
+    } else {
+        "2025-11-25"
+    };
+    let client_name = if modern { "2026-07-28" } else { "2025-06-18" };
+    format!(
+        "| {client_name} client → {server_name} server | {how} | {:.0?} | {:.0?} | {rate:.0} |",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+    )
 }
 
 fn bench_peer(rel: &str) -> Option<String> {
@@ -640,7 +751,7 @@ async fn main() {
         );
     }
     if wanted("mcp-proxy") {
-        let (server, port) = proxy_before_demo();
+        let (server, port) = proxy_before_demo("legacy");
         tally(
             &mut rows,
             http_row(
@@ -653,7 +764,7 @@ async fn main() {
             )
             .await,
         );
-        let (server, port) = proxy_before_demo();
+        let (server, port) = proxy_before_demo("legacy");
         tally(
             &mut rows,
             sse_row(
@@ -737,6 +848,17 @@ async fn main() {
             None => eprintln!("supergateway not installed: run scripts/install-bench-peers"),
         }
     }
+    let mut eras = vec![];
+    if wanted("era") {
+        for (c, srv) in [
+            ("legacy", "legacy"),
+            ("legacy", "auto"),
+            ("modern", "legacy"),
+            ("modern", "auto"),
+        ] {
+            eras.push(era_row(c, srv, calls, &wrong).await);
+        }
+    }
     let mut floor = floor;
     let _ = floor.kill();
     let _ = floor.wait();
@@ -777,6 +899,18 @@ async fn main() {
                 url.p50.saturating_sub(floor.p50),
                 ratio(url.p50.saturating_sub(floor.p50), floor.p50)
             );
+        }
+    }
+    if !eras.is_empty() {
+        println!();
+        println!(
+            "tools/call through mcp-proxy /mcp, by protocol era (demo server behind, both eras):"
+        );
+        println!();
+        println!("| pair | what the proxy does | p50 | p99 | calls/s 16 |");
+        println!("| --- | --- | --- | --- | --- |");
+        for e in &eras {
+            println!("{e}");
         }
     }
     println!("wrong answers in all: {}", wrong.load(Ordering::Relaxed));

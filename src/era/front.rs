@@ -176,44 +176,11 @@ impl ModernFront {
     }
 
     /// A hub session that knows the client's capabilities (and log level) for this request.
-    async fn open(&self, hub: &Arc<Hub>, meta: &RequestMeta) -> Result<Call, Message> {
-        let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
+    /// The hub must be ready.
+    async fn open(&self, hub: &Arc<Hub>, meta: &RequestMeta) -> Call {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let session = hub.attach(SessionTx::Queue(tx));
-        let handshake = Id::string("mcp-proxy-handshake");
-        session
-            .send(super::legacy_initialize(handshake.clone(), meta))
-            .await;
-        loop {
-            match rx.recv().await {
-                Some(o) if o.msg.id().as_ref() == Some(&handshake) => {
-                    if let Some(e) = o.msg.error_value() {
-                        let e: Value = serde_json::from_str(e.get()).unwrap_or_default();
-                        let text = e
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("the server is not available");
-                        return Err(Message::error(
-                            Id::null(),
-                            e.get("code")
-                                .and_then(Value::as_i64)
-                                .unwrap_or(code::UPSTREAM_UNAVAILABLE),
-                            text,
-                            None,
-                        ));
-                    }
-                    break;
-                }
-                Some(_) => {}
-                None => {
-                    return Err(Message::error(
-                        Id::null(),
-                        code::UPSTREAM_UNAVAILABLE,
-                        "the server link is closed",
-                        None,
-                    ));
-                }
-            }
-        }
+        session.declare(meta.capabilities.clone().unwrap_or(Value::Null));
         if let Some(level) = &meta.log_level {
             session
                 .send(Message::request(
@@ -223,13 +190,13 @@ impl ModernFront {
                 ))
                 .await;
         }
-        Ok(Call {
+        Call {
             session,
             rx,
             method: String::new(),
             name: None,
             rounds: 0,
-        })
+        }
     }
 
     async fn start(
@@ -242,14 +209,7 @@ impl ModernFront {
         let Some(client_id) = msg.id() else {
             return Step::Done;
         };
-        let mut call = match self.open(hub, meta).await {
-            Ok(c) => c,
-            Err(mut e) => {
-                e.set_id(&client_id);
-                let _ = out.send(e).await;
-                return Step::Done;
-            }
-        };
+        let mut call = self.open(hub, meta).await;
         call.method = msg.method().unwrap_or("").to_owned();
         call.name = name_of(&msg);
         let mut upstream = msg.clone();
@@ -405,14 +365,12 @@ impl ModernFront {
         out: mpsc::Sender<Message>,
     ) {
         let Some(client_id) = msg.id() else { return };
-        let mut call = match self.open(hub, meta).await {
-            Ok(c) => c,
-            Err(mut e) => {
-                e.set_id(&client_id);
-                let _ = out.send(e).await;
-                return;
-            }
-        };
+        if let Err(mut e) = ready(hub).await {
+            e.set_id(&client_id);
+            let _ = out.send(e).await;
+            return;
+        }
+        let mut call = self.open(hub, meta).await;
         let server_caps = match hub.status() {
             Status::Ready(init) => serde_json::from_str::<Value>(init.result.get())
                 .ok()
@@ -617,15 +575,40 @@ async fn pump(
             }
             let mut asked = vec![(input_key(&m, 0), m)];
             // Requests the server sent together are asked together.
+            let mut answer = None;
             while let Ok(more) = call.rx.try_recv() {
-                if more.msg.is_request() {
+                let more = more.msg;
+                if more.is_request() {
                     let n = asked.len();
-                    asked.push((input_key(&more.msg, n), more.msg));
-                } else if let Some(n) = relay_notification(more.msg, &progress, meta) {
+                    asked.push((input_key(&more, n), more));
+                } else if more.is_response() {
+                    if more.id().as_ref() == Some(&call_id) {
+                        answer = Some(more);
+                    }
+                } else if let Some(n) = relay_notification(more, &progress, meta) {
                     let _ = out.send(n).await;
                 }
             }
-            return Step::Park(call, asked);
+            let Some(mut answer) = answer else {
+                return Step::Park(call, asked);
+            };
+            // The call is over already: what the server asked was not for it.
+            for (_, r) in asked {
+                if let Some(id) = r.id() {
+                    call.session
+                        .send(Message::error(
+                            id,
+                            code::METHOD_NOT_FOUND,
+                            "the request this was sent with has finished",
+                            None,
+                        ))
+                        .await;
+                }
+            }
+            answer.set_id(&client_id);
+            super::modernise_result(&call.method, &mut answer);
+            let _ = out.send(answer).await;
+            return Step::Done;
         }
         if let Some(n) = relay_notification(m, &progress, meta) {
             let _ = out.send(n).await;

@@ -2,10 +2,13 @@
 //! 2024-11-05 .. 2025-11-25 ("legacy"), and what it takes to translate between them.
 //!
 //! A modern request carries everything a legacy `initialize` said once per session: its
-//! protocol version, the client's capabilities and info, in `params._meta`. Towards a legacy
-//! server the proxy replays that as a handshake of its own; the answers get what modern clients
-//! require and legacy servers do not send (`resultType`, and the cache fields on list and read
-//! results).
+//! protocol version, the client's capabilities and info, in `params._meta`.
+//! - [`front`]: modern clients in front of a session-based route (the proxy's own session with
+//!   the server stands in for the handshake; server requests become `input_required`);
+//! - [`upstream`]: modern servers behind a session-based route (the era probe, and an adapter
+//!   that answers `initialize` from `server/discover` and turns `input_required` into server
+//!   requests);
+//! - [`seal`]: the signed `requestState` of parked calls.
 
 use serde_json::Value;
 
@@ -259,18 +262,6 @@ pub fn strip_request_meta(msg: &mut Message) {
     }
 }
 
-/// The legacy `initialize` that stands for a modern client's per-request metadata.
-pub fn legacy_initialize(id: crate::jsonrpc::Id, meta: &RequestMeta) -> Message {
-    let params = serde_json::json!({
-        "protocolVersion": crate::route::hub::LATEST_LEGACY,
-        "capabilities": meta.capabilities.clone().unwrap_or_else(|| serde_json::json!({})),
-        "clientInfo": meta.client_info.clone().unwrap_or_else(
-            || serde_json::json!({ "name": "modern-client", "version": "0" })
-        ),
-    });
-    Message::request(id, "initialize", Some(to_raw(&params)))
-}
-
 /// Turn a legacy `initialize` result into the `server/discover` result of 2026-07-28.
 pub fn discover_result(answer: &mut Message) {
     let Some(result) = answer.result_as::<Value>() else {
@@ -368,6 +359,25 @@ mod tests {
         ] {
             assert_eq!(validate(&msg(CALL), &h).unwrap_err().code, HEADER_MISMATCH);
         }
+    }
+
+    #[test]
+    fn over_http_the_headers_are_required() {
+        let h = |method: Option<&'static str>, name: Option<&'static str>| Headers {
+            http: true,
+            version: Some("2026-07-28"),
+            method,
+            name,
+        };
+        for (m, n) in [(None, Some("echo")), (Some("tools/call"), None)] {
+            assert_eq!(
+                validate(&msg(CALL), &h(m, n)).unwrap_err().code,
+                HEADER_MISMATCH
+            );
+        }
+        assert!(validate(&msg(CALL), &h(Some("tools/call"), Some("echo"))).is_ok());
+        // On stdio there are no headers to require.
+        assert!(validate(&msg(CALL), &Headers::default()).is_ok());
     }
 
     #[test]

@@ -126,6 +126,22 @@ pub async fn settle(
 
 /// The stdio probe; `None` when the server's link closed before it answered.
 async fn probe_stdio(conn: &mut Connection) -> Option<Probe> {
+    let quiet = conn.quiet.clone();
+    if let Some(q) = &quiet {
+        q.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let answer = probe_stdio_quietly(conn).await;
+    if let Some(q) = quiet {
+        // What the server writes about the probe may still be on its way.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            q.store(false, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    answer
+}
+
+async fn probe_stdio_quietly(conn: &mut Connection) -> Option<Probe> {
     let id = Id::string("mcp-proxy-probe");
     conn.tx.send(discover_request(id.clone())).await.ok()?;
     let deadline = tokio::time::Instant::now() + PROBE_WAIT;
@@ -161,6 +177,7 @@ pub fn wrap(inner: Connection, discover: Value) -> Connection {
         rx,
         task,
         describe,
+        quiet: None,
     }
 }
 

@@ -51,6 +51,9 @@ struct Pending {
     progress: Option<Id>,
     deadline: Option<Instant>,
     seq: u64,
+    /// A call that may make the server ask the client something (a tool call, a prompt, a
+    /// resource read), as opposed to a listing.
+    interactive: bool,
 }
 
 #[derive(Default)]
@@ -466,6 +469,10 @@ impl HubSession {
                     progress,
                     deadline: hub.options.request_timeout.map(|t| Instant::now() + t),
                     seq,
+                    interactive: matches!(
+                        method,
+                        "tools/call" | "prompts/get" | "resources/read" | "completion/complete"
+                    ),
                 },
             );
             st.by_client.insert((self.id, client_id), up);
@@ -478,6 +485,16 @@ impl HubSession {
         if !sent {
             let reason = hub.closed_reason();
             fail_pending(hub, |p| p.session == self.id, &reason);
+        }
+    }
+
+    /// What the client can answer (sampling, elicitation, roots), as `initialize` would say;
+    /// for clients that declare it per request.
+    pub fn declare(&self, capabilities: Value) {
+        if let Ok(mut st) = self.hub.state.lock()
+            && let Some(e) = st.sessions.get_mut(&self.id)
+        {
+            e.capabilities = capabilities;
         }
     }
 
@@ -828,7 +845,8 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) 
         .values()
         .filter(|p| st.sessions.contains_key(&p.session))
         .collect();
-    busy.sort_by_key(|p| std::cmp::Reverse(p.seq));
+    // Calls that can ask before listings, the latest first.
+    busy.sort_by_key(|p| (std::cmp::Reverse(p.interactive), std::cmp::Reverse(p.seq)));
     // When the wire says which request this is for, that request's session answers.
     let named = related
         .and_then(|r| r.as_u64())

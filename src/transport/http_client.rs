@@ -78,6 +78,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
         rx: in_rx,
         task,
         describe,
+        quiet: None,
     })
 }
 

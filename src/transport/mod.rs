@@ -83,6 +83,9 @@ pub struct Connection {
     pub task: JoinHandle<()>,
     /// What kind of wire this became (after the `auto` probe).
     pub describe: Arc<std::sync::Mutex<String>>,
+    /// For a child process: while set, its stderr is logged at debug level only (the era
+    /// probe makes legacy servers complain about a method they do not know).
+    pub quiet: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Connection {

@@ -146,12 +146,18 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     let describe = Arc::new(std::sync::Mutex::new(format!("stdio ({})", spec.program)));
 
     let name = spec.name.clone();
+    let quiet: Arc<std::sync::atomic::AtomicBool> = Default::default();
+    let hush = quiet.clone();
     tokio::spawn(async move {
         let mut r = BufReader::new(stderr);
         while let Ok(Some(line)) = read_line(&mut r, 64 * 1024).await {
             if let Line::Data(bytes) = line {
                 let text = String::from_utf8_lossy(&bytes);
-                tracing::info!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
+                if hush.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
+                } else {
+                    tracing::info!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
+                }
             }
         }
     });
@@ -202,6 +208,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
         rx: in_rx,
         task,
         describe,
+        quiet: Some(quiet),
     })
 }
 
