@@ -96,6 +96,21 @@ pub async fn run() {
 
 type Outcome = Result<Value, (i64, String)>;
 
+fn initialize_result(version: &str) -> Value {
+    json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "prompts": { "listChanged": true },
+            "logging": {},
+            "completions": {},
+        },
+        "serverInfo": { "name": "mcp-proxy-demo", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": "A demo server built into mcp-proxy.",
+    })
+}
+
 enum Input {
     Got(Value),
     /// The `input_required` result that asks for it.
@@ -161,7 +176,7 @@ impl Demo {
                 ));
             }
             "server/discover" => {
-                let init = self.handle_era(msg, false).await?;
+                let init = initialize_result(LATEST_LEGACY);
                 return Ok(json!({
                     "resultType": "complete",
                     "supportedVersions": crate::era::MODERN_VERSIONS,
@@ -247,18 +262,7 @@ impl Demo {
                 } else {
                     LATEST_LEGACY
                 };
-                Ok(json!({
-                    "protocolVersion": version,
-                    "capabilities": {
-                        "tools": { "listChanged": true },
-                        "resources": { "subscribe": true, "listChanged": true },
-                        "prompts": { "listChanged": true },
-                        "logging": {},
-                        "completions": {},
-                    },
-                    "serverInfo": { "name": "mcp-proxy-demo", "version": env!("CARGO_PKG_VERSION") },
-                    "instructions": "A demo server built into mcp-proxy.",
-                }))
+                Ok(initialize_result(version))
             }
             "ping" | "logging/setLevel" | "resources/unsubscribe" => Ok(json!({})),
             "resources/subscribe" => {

@@ -423,6 +423,11 @@ impl Message {
 
     /// Replace a member of `params._meta`, keeping the rest.
     pub fn set_param_meta(&mut self, name: &str, value: Box<RawValue>) {
+        self.set_param_metas(vec![(name.to_owned(), value)]);
+    }
+
+    /// Replace several members of `params._meta` at once, keeping the rest.
+    pub fn set_param_metas(&mut self, members: Vec<(String, Box<RawValue>)>) {
         let mut meta = self
             .params()
             .and_then(|p| serde_json::from_str::<MetaOnly>(p.get()).ok())
@@ -430,11 +435,28 @@ impl Message {
             .and_then(|m| serde_json::from_str::<Members>(m.get()).ok())
             .map(|m| m.0)
             .unwrap_or_default();
-        match meta.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
-            None => meta.push((name.to_owned(), value)),
+        for (name, value) in members {
+            match meta.iter_mut().find(|(k, _)| *k == name) {
+                Some(slot) => slot.1 = value,
+                None => meta.push((name, value)),
+            }
         }
         self.set_param("_meta", raw(&write_object(&meta)));
+    }
+
+    /// Remove one member of the `result` object, keeping every other member's bytes.
+    pub fn remove_result_member(&mut self, name: &str) {
+        let Some(members) = self
+            .result()
+            .and_then(|r| serde_json::from_str::<Members>(r.get()).ok())
+            .map(|m| m.0)
+        else {
+            return;
+        };
+        if members.iter().any(|(k, _)| k == name) {
+            let kept: Vec<_> = members.into_iter().filter(|(k, _)| k != name).collect();
+            self.set("result", raw(&write_object(&kept)));
+        }
     }
 
     /// `params._meta.progressToken`, when the request asks for progress.

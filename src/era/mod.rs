@@ -301,18 +301,28 @@ pub fn discover_result(answer: &mut Message) {
 
 /// Give a legacy server's answer to `method` what a modern client requires of it.
 pub fn modernise_result(method: &str, answer: &mut Message) {
-    let Some(result) = answer.result_as::<serde_json::Map<String, Value>>() else {
+    /// Which of the members in question a result has (the rest is not read).
+    #[derive(serde::Deserialize)]
+    struct Has {
+        #[serde(rename = "resultType")]
+        result_type: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "ttlMs")]
+        ttl_ms: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "cacheScope")]
+        cache_scope: Option<serde::de::IgnoredAny>,
+    }
+    let Some(has) = answer.result_as::<Has>() else {
         return;
     };
-    if !result.contains_key("resultType") {
+    if has.result_type.is_none() {
         answer.set_result_member("resultType", to_raw(&"complete"));
     }
     if CACHEABLE.contains(&method) {
         // A legacy server says nothing about caching: the safe reading is "ask again".
-        if !result.contains_key("ttlMs") {
+        if has.ttl_ms.is_none() {
             answer.set_result_member("ttlMs", to_raw(&0));
         }
-        if !result.contains_key("cacheScope") {
+        if has.cache_scope.is_none() {
             answer.set_result_member("cacheScope", to_raw(&"private"));
         }
     }

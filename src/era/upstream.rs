@@ -181,6 +181,13 @@ pub fn wrap(inner: Connection, discover: Value) -> Connection {
     }
 }
 
+/// The one member of a result that decides how the adapter handles it.
+#[derive(serde::Deserialize)]
+struct ResultKind {
+    #[serde(rename = "resultType")]
+    result_type: Option<String>,
+}
+
 /// A request on its way through the adapter.
 struct Call {
     /// The id the route gave it.
@@ -461,9 +468,12 @@ impl Adapter {
             .is_some_and(|v| super::is_modern(&v));
         let mut request = msg;
         if !modern {
-            for (k, v) in self.meta() {
-                request.set_param_meta(&k, to_raw(&v));
-            }
+            request.set_param_metas(
+                self.meta()
+                    .into_iter()
+                    .map(|(k, v)| (k, to_raw(&v)))
+                    .collect(),
+            );
         }
         let call = Call {
             route_id,
@@ -537,27 +547,20 @@ impl Adapter {
                 self.to_route(msg, Some(call.route_id)).await;
                 return None;
             }
-            let result = msg.result_as::<Value>();
-            let input = result.as_ref().is_some_and(|r| {
-                r.get("resultType").and_then(Value::as_str) == Some("input_required")
-            });
-            if !input {
+            // Only the kind of result is read here; the rest stays as the server wrote it.
+            let kind = msg.result_as::<ResultKind>().and_then(|k| k.result_type);
+            if kind.as_deref() != Some("input_required") {
                 self.by_route.remove(&call.route_id);
-                if result
-                    .as_ref()
-                    .is_some_and(|r| r.get("resultType").is_some())
-                {
+                if kind.is_some() {
                     // Legacy clients know no resultType; everything else passes through.
-                    if let Some(Value::Object(mut r)) = result {
-                        r.remove("resultType");
-                        msg.set("result", to_raw(&Value::Object(r)));
-                    }
+                    msg.remove_result_member("resultType");
                 }
                 msg.set_id(&call.route_id);
                 self.to_route(msg, Some(call.route_id)).await;
                 return None;
             }
-            self.ask(call, result.unwrap_or(Value::Null)).await;
+            let result = msg.result_as::<Value>().unwrap_or(Value::Null);
+            self.ask(call, result).await;
             return None;
         }
         if msg.is_notification() {
