@@ -45,6 +45,8 @@ pub struct ModernFront {
     seal: Seal,
     /// How long a parked call waits for the client's retry.
     park_for: Duration,
+    /// The tools' `Mcp-Param-*` parameters, learnt from `tools/list` answers.
+    pub tool_headers: super::params::ToolHeaders,
 }
 
 /// A call waiting for the client's `inputResponses`.
@@ -78,6 +80,7 @@ impl ModernFront {
             parked: Default::default(),
             seal: Seal::new(secret),
             park_for,
+            tool_headers: Default::default(),
         });
         tokio::spawn(reap(Arc::downgrade(&front)));
         front
@@ -218,7 +221,54 @@ impl ModernFront {
             super::strip_request_meta(&mut upstream);
         }
         call.session.send(upstream).await;
-        pump(call, client_id, msg.progress_token(), meta, out).await
+        pump(
+            call,
+            client_id,
+            msg.progress_token(),
+            meta,
+            out,
+            &self.tool_headers,
+        )
+        .await
+    }
+
+    /// Check a `tools/call`'s `Mcp-Param-*` headers (given by `header`, decoded) against its
+    /// arguments, for the tools whose `tools/list` entry the proxy has seen.
+    pub fn check_param_headers(
+        &self,
+        msg: &Message,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), super::Refusal> {
+        if msg.method() != Some("tools/call") {
+            return Ok(());
+        }
+        let p = msg.params_as::<Value>().unwrap_or(Value::Null);
+        let Some(tool) = p.get("name").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let args = p.get("arguments").cloned().unwrap_or(Value::Null);
+        for h in self.tool_headers.of(tool) {
+            let body = super::params::value_at(&args, &h.path);
+            let sent = header(&format!("mcp-param-{}", h.name));
+            let fine = match (&sent, &body) {
+                (Some(s), Some(b)) => super::params::same_value(s, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !fine {
+                return Err(super::Refusal {
+                    code: super::HEADER_MISMATCH,
+                    message: format!(
+                        "Mcp-Param-{} header ({}) does not match the argument ({})",
+                        h.name,
+                        sent.as_deref().unwrap_or("missing"),
+                        body.as_deref().unwrap_or("missing"),
+                    ),
+                    data: None,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A retry carrying `requestState`: find the parked call, answer the server's requests
@@ -297,7 +347,15 @@ impl ModernFront {
                 ))
                 .await;
         }
-        pump(call, client_id, msg.progress_token(), meta, out).await
+        pump(
+            call,
+            client_id,
+            msg.progress_token(),
+            meta,
+            out,
+            &self.tool_headers,
+        )
+        .await
     }
 
     /// Keep the call and answer the client with `input_required`.
@@ -532,6 +590,7 @@ async fn pump(
     progress: Option<Id>,
     meta: &RequestMeta,
     out: &mpsc::Sender<Message>,
+    tools: &super::params::ToolHeaders,
 ) -> Step {
     let call_id = Id::number(CALL_ID);
     loop {
@@ -555,6 +614,11 @@ async fn pump(
             if m.id().as_ref() == Some(&call_id) {
                 m.set_id(&client_id);
                 super::modernise_result(&call.method, &mut m);
+                if call.method == "tools/list"
+                    && let Some(r) = m.result_as::<Value>()
+                {
+                    tools.learn(&r);
+                }
                 let _ = out.send(m).await;
                 return Step::Done;
             }

@@ -27,6 +27,7 @@ pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 
 pub mod front;
+pub mod params;
 pub mod seal;
 pub mod upstream;
 
@@ -90,7 +91,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn mismatch(message: String) -> Refusal {
+    pub fn mismatch(message: String) -> Refusal {
         Refusal {
             code: HEADER_MISMATCH,
             message,

@@ -560,6 +560,24 @@ async fn modern_post(
             );
         }
     };
+    // A header given twice reads as its values joined (RFC 9110), which matches no argument.
+    let param = |name: &str| {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(crate::era::decode_header_value)
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    if let Err(refusal) = state.modern.check_param_headers(&msg, param) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &[refusal.to_message(id)],
+            false,
+            None,
+        );
+    }
     if !msg.is_request() {
         // Closing a response stream is how a modern client cancels; a notification has
         // nothing left to act on.

@@ -16,6 +16,7 @@ use super::http_client::{
 };
 use super::streamable_client::describe_reqwest;
 use super::{ConnectError, Connection, Inbound, Limits, UrlSpec};
+use crate::era::params::{self, ToolHeaders};
 use crate::era::{self, MODERN};
 use crate::jsonrpc::{Id, Message};
 
@@ -100,7 +101,7 @@ pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
         Err(e) => return Probe::Refused(e.to_string()),
     };
     let msg = discover_request(Id::string("mcp-proxy-probe"));
-    let resp = match post(&client, spec, &headers, &msg).await {
+    let resp = match post(&client, spec, &headers, &msg, &[]).await {
         Ok(r) => r,
         Err(e) => return Probe::Legacy(e),
     };
@@ -134,6 +135,7 @@ async fn post(
     spec: &UrlSpec,
     headers: &reqwest::header::HeaderMap,
     msg: &Message,
+    params: &[(String, String)],
 ) -> Result<reqwest::Response, String> {
     let method = msg.method().unwrap_or("");
     let mut req = client
@@ -148,6 +150,9 @@ async fn post(
         .header("mcp-method", method);
     if let Some(name) = name_of(msg) {
         req = req.header("mcp-name", era::encode_header_value(&name));
+    }
+    for (name, value) in params {
+        req = req.header(format!("mcp-param-{name}"), era::encode_header_value(value));
     }
     req.body(msg.to_json())
         .send()
@@ -194,6 +199,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
 
 async fn run(ctx: HttpContext, mut out_rx: mpsc::Receiver<Message>) {
     let inflight: Arc<Mutex<HashMap<Id, CancellationToken>>> = Default::default();
+    let tools: Arc<ToolHeaders> = Default::default();
     while let Some(msg) = out_rx.recv().await {
         if msg.is_request() {
             let Some(id) = msg.id() else { continue };
@@ -203,9 +209,10 @@ async fn run(ctx: HttpContext, mut out_rx: mpsc::Receiver<Message>) {
             }
             let ctx2 = ctx.clone();
             let registry = inflight.clone();
+            let tools = tools.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = exchange(&ctx2, msg) => {}
+                    _ = exchange(&ctx2, &tools, msg) => {}
                     // Dropping the response closes the stream: that is the cancellation.
                     _ = stop.cancelled() => {}
                 }
@@ -236,9 +243,10 @@ async fn run(ctx: HttpContext, mut out_rx: mpsc::Receiver<Message>) {
 }
 
 /// One request: POST it and deliver what comes back, the answer last.
-async fn exchange(ctx: &HttpContext, msg: Message) {
+async fn exchange(ctx: &HttpContext, tools: &ToolHeaders, msg: Message) {
     let Some(id) = msg.id() else { return };
-    let resp = match post(&ctx.client, &ctx.spec, &ctx.headers, &msg).await {
+    let params = param_headers(tools, &msg);
+    let resp = match post(&ctx.client, &ctx.spec, &ctx.headers, &msg, &params).await {
         Ok(r) => r,
         Err(e) => return ctx.fail(&msg, &e).await,
     };
@@ -246,7 +254,7 @@ async fn exchange(ctx: &HttpContext, msg: Message) {
     if content_type_is(&resp, "application/json") {
         match read_body(resp, ctx.limits.max_message_size).await {
             Ok(body) => match Message::parse_one(&body) {
-                Ok(m) => ctx.deliver(m, Some(id)).await,
+                Ok(m) => ctx.deliver(learn(tools, &msg, m), Some(id)).await,
                 Err(e) => {
                     ctx.fail(
                         &msg,
@@ -290,6 +298,7 @@ async fn exchange(ctx: &HttpContext, msg: Message) {
         match Message::parse_one(data.as_bytes()) {
             Ok(m) => {
                 let answer = m.is_response() && m.id().as_ref() == Some(&id);
+                let m = if answer { learn(tools, &msg, m) } else { m };
                 ctx.deliver(m, Some(id.clone())).await;
                 if answer {
                     return;
@@ -300,4 +309,52 @@ async fn exchange(ctx: &HttpContext, msg: Message) {
     }
     ctx.fail(&msg, "the response stream ended without an answer")
         .await;
+}
+
+/// The `Mcp-Param-*` headers of a `tools/call`, from what `tools/list` said of the tool.
+fn param_headers(tools: &ToolHeaders, msg: &Message) -> Vec<(String, String)> {
+    if msg.method() != Some("tools/call") {
+        return vec![];
+    }
+    let Some(p) = msg.params_as::<Value>() else {
+        return vec![];
+    };
+    let Some(tool) = p.get("name").and_then(Value::as_str) else {
+        return vec![];
+    };
+    let args = p.get("arguments").cloned().unwrap_or(Value::Null);
+    tools
+        .of(tool)
+        .into_iter()
+        .filter_map(|h| Some((h.name.clone(), params::value_at(&args, &h.path)?)))
+        .collect()
+}
+
+/// Learn the tools' header parameters from a `tools/list` answer, leaving out tools whose
+/// annotations are invalid (as the specification requires of HTTP clients).
+fn learn(tools: &ToolHeaders, request: &Message, mut answer: Message) -> Message {
+    if request.method() != Some("tools/list") {
+        return answer;
+    }
+    let Some(result) = answer.result_as::<Value>() else {
+        return answer;
+    };
+    let invalid = tools.learn(&result);
+    if invalid.is_empty() {
+        return answer;
+    }
+    for (name, why) in &invalid {
+        tracing::warn!(tool = %name, "tool left out: {why}");
+    }
+    if let Some(list) = result.get("tools").and_then(Value::as_array) {
+        let kept: Vec<&Value> = list
+            .iter()
+            .filter(|t| {
+                let n = t.get("name").and_then(Value::as_str).unwrap_or("");
+                !invalid.iter().any(|(bad, _)| bad == n)
+            })
+            .collect();
+        answer.set_result_member("tools", crate::jsonrpc::to_raw(&kept));
+    }
+    answer
 }

@@ -64,12 +64,25 @@ def input_answer(request: dict) -> dict:
     raise ValueError(method)
 
 
+def header_value(v: str) -> str:
+    safe = v.isascii() and v.isprintable() and v == v.strip() and not (v.startswith("=?base64?") and v.endswith("?="))
+    return v if safe else "=?base64?" + base64.b64encode(v.encode()).decode() + "?="
+
+
 class HttpWire:
     def __init__(self, url: str):
         import httpx
 
         self.url = url
         self.http = httpx.AsyncClient(timeout=TIMEOUT)
+        # tool -> [(header name, property)], from tools/list (x-mcp-header)
+        self.params: dict = {}
+        self.override: dict | None = None
+
+    def learn(self, tools: list) -> None:
+        for t in tools:
+            props = (t.get("inputSchema") or {}).get("properties") or {}
+            self.params[t["name"]] = [(s["x-mcp-header"], k) for k, s in props.items() if "x-mcp-header" in s]
 
     async def request(self, msg: dict, on_note):
         headers = {
@@ -81,8 +94,14 @@ class HttpWire:
         p = msg.get("params") or {}
         name = p.get("uri") if msg["method"] == "resources/read" else p.get("name")
         if name is not None:
-            safe = name.isascii() and name.isprintable() and name == name.strip()
-            headers["mcp-name"] = name if safe else "=?base64?" + base64.b64encode(name.encode()).decode() + "?="
+            headers["mcp-name"] = header_value(name)
+        if msg["method"] == "tools/call":
+            args = p.get("arguments") or {}
+            for header, prop in self.params.get(name, []):
+                if args.get(prop) is not None:
+                    headers[f"mcp-param-{header}".lower()] = header_value(str(args[prop]))
+        if self.override is not None:
+            headers.update(self.override)
         async with self.http.stream("POST", self.url, headers=headers, content=json.dumps(msg)) as r:
             ctype = r.headers.get("content-type", "")
             if ctype.startswith("application/json"):
@@ -205,10 +224,22 @@ async def modern_scenario(wire) -> None:
     check("discover", MODERN in d.get("supportedVersions", []) and "tools" in d.get("capabilities", {}),
           json.dumps(d.get("_meta", {}).get("io.modelcontextprotocol/serverInfo")))
     tools = await c.call("tools/list")
+    if isinstance(wire, HttpWire):
+        wire.learn(tools["tools"])
     check("tools/list has the cache fields", "ttlMs" in tools and "cacheScope" in tools and tools.get("resultType") == "complete")
     check("tools/list", {"echo", "ask", "sample", "slow", "change"} <= {t["name"] for t in tools["tools"]})
     r = await c.call("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
     check("tools/call", text_of(r) == "hi" and r.get("resultType") == "complete", text_of(r))
+    r = await c.call("tools/call", {"name": "region", "arguments": {"region": "eu-west 1"}})
+    check("tools/call with an Mcp-Param header", text_of(r) == "region: eu-west 1", text_of(r))
+    if isinstance(wire, HttpWire):
+        wire.override = {"mcp-param-region": "us-east-1"}
+        bad = {"jsonrpc": "2.0", "id": 998, "method": "tools/call",
+               "params": {"name": "region", "arguments": {"region": "eu-west-1"}, "_meta": meta()}}
+        answer, status = await wire.request(bad, None)
+        wire.override = None
+        check("Mcp-Param header that disagrees is refused", status == 400 and (answer or {}).get("error", {}).get("code") == -32020,
+              f"HTTP {status} {json.dumps((answer or {}).get('error'))}")
     r = await c.call("tools/call", {"name": "ask", "arguments": {}})
     check("elicitation (input_required)", text_of(r) == "hello Ada", text_of(r))
     first = getattr(c, "last_input", {})

@@ -14,6 +14,8 @@ the proxy:
   roots        -> lists the client's roots, answers "roots: URI,..."
   slow         -> three progress notifications, then "done"
   change       -> tools/list_changed and resources/updated for test://watched, then "changed"
+  region {region} -> "region: REGION" (its argument is mirrored in Mcp-Param-Region over HTTP,
+                  which the modern server checks)
 and the resource test://watched.
 
 Runs on stdio, or with --port N over Streamable HTTP at http://127.0.0.1:N/mcp.
@@ -36,6 +38,8 @@ TOOLS = [
     {"name": "roots", "description": "List the client's roots", "inputSchema": {"type": "object"}},
     {"name": "slow", "description": "Reports progress", "inputSchema": {"type": "object"}},
     {"name": "change", "description": "Changes the tool list and the watched resource", "inputSchema": {"type": "object"}},
+    {"name": "region", "description": "Says its region, which HTTP clients mirror in Mcp-Param-Region",
+     "inputSchema": {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}, "required": ["region"]}},
 ]
 ELICIT = {
     "mode": "form",
@@ -94,6 +98,8 @@ def legacy_server():
                     await session.send_progress_notification(token, i, 3, related_request_id=ctx.request_id)
                 await asyncio.sleep(0.02)
             return [types.TextContent(type="text", text="done")]
+        if name == "region":
+            return [types.TextContent(type="text", text=f"region: {arguments.get('region')}")]
         if name == "change":
             await session.send_tool_list_changed()
             await session.send_resource_updated(WATCHED)
@@ -256,6 +262,8 @@ class Modern:
 
         if name == "echo":
             return {"resultType": "complete", **text(str(args.get("text", "")))}
+        if name == "region":
+            return {"resultType": "complete", **text(f"region: {args.get('region')}")}
         if name == "ask":
             r = answered("user_name")
             if r is None:
@@ -408,6 +416,13 @@ def run_modern_http(port: int) -> None:
                 h = base64.b64decode(h[9:-2]).decode()
             if h != name:
                 return refuse(400, msg, -32020, "Header mismatch: Mcp-Name does not match the body")
+            if method == "tools/call" and name == "region":
+                value = (params.get("arguments") or {}).get("region")
+                sent = request.headers.get("mcp-param-region")
+                if sent is not None and sent.startswith("=?base64?") and sent.endswith("?="):
+                    sent = base64.b64decode(sent[9:-2]).decode()
+                if sent != value:
+                    return refuse(400, msg, -32020, f"Header mismatch: Mcp-Param-Region is {sent!r}, the argument {value!r}")
         if "id" not in msg:
             return Response(status_code=202)
 
