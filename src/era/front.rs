@@ -184,15 +184,7 @@ impl ModernFront {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let session = hub.attach(SessionTx::Queue(tx));
         session.declare(meta.capabilities.clone().unwrap_or(Value::Null));
-        if let Some(level) = &meta.log_level {
-            session
-                .send(Message::request(
-                    Id::string("mcp-proxy-level"),
-                    "logging/setLevel",
-                    Some(to_raw(&json!({ "level": level }))),
-                ))
-                .await;
-        }
+        set_level(&session, meta).await;
         Call {
             session,
             rx,
@@ -338,15 +330,7 @@ impl ModernFront {
             // The specification asks for the missing input again rather than an error.
             return Step::Park(call, missing);
         }
-        if let Some(level) = &meta.log_level {
-            call.session
-                .send(Message::request(
-                    Id::string("mcp-proxy-level"),
-                    "logging/setLevel",
-                    Some(to_raw(&json!({ "level": level }))),
-                ))
-                .await;
-        }
+        set_level(&call.session, meta).await;
         pump(
             call,
             client_id,
@@ -554,32 +538,25 @@ impl ModernFront {
     }
 }
 
+/// The log level a modern request asks for (`_meta`), for the session's share of the server.
+async fn set_level(session: &HubSession, meta: &RequestMeta) {
+    if let Some(level) = &meta.log_level {
+        session
+            .send(Message::request(
+                Id::string("mcp-proxy-level"),
+                "logging/setLevel",
+                Some(to_raw(&json!({ "level": level }))),
+            ))
+            .await;
+    }
+}
+
 /// Wait for the hub to be ready: what the server said to its `initialize`, or the error for
 /// the client.
 async fn ready(hub: &Hub) -> Result<Arc<crate::route::hub::InitAnswer>, Message> {
-    let mut status = hub.watch_status();
-    let ready = tokio::time::timeout(Duration::from_secs(120), async {
-        status
-            .wait_for(|s| !matches!(s, Status::Starting))
-            .await
-            .map(|s| s.clone())
-    })
-    .await;
-    match ready {
-        Ok(Ok(Status::Ready(init))) => Ok(init),
-        Ok(Ok(Status::Failed(reason))) => Err(Message::error(
-            Id::null(),
-            code::UPSTREAM_UNAVAILABLE,
-            &reason,
-            None,
-        )),
-        _ => Err(Message::error(
-            Id::null(),
-            code::UPSTREAM_TIMEOUT,
-            "the server did not finish initialising",
-            None,
-        )),
-    }
+    hub.ready()
+        .await
+        .map_err(|(code, reason)| Message::error(Id::null(), code, &reason, None))
 }
 
 /// Relay a call's messages until its answer (done) or the server's first request of the

@@ -154,9 +154,25 @@ impl Hub {
         self.status.borrow().clone()
     }
 
-    /// Follow the hub's status as it changes.
-    pub fn watch_status(&self) -> watch::Receiver<Status> {
-        self.status.clone()
+    /// Wait (at most two minutes) until the server is initialised: what it said, or the
+    /// JSON-RPC error code and reason to give clients.
+    pub async fn ready(&self) -> Result<Arc<InitAnswer>, (i64, String)> {
+        let mut status = self.status.clone();
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            status
+                .wait_for(|s| !matches!(s, Status::Starting))
+                .await
+                .map(|s| s.clone())
+        })
+        .await;
+        match ready {
+            Ok(Ok(Status::Ready(init))) => Ok(init),
+            Ok(Ok(Status::Failed(reason))) => Err((code::UPSTREAM_UNAVAILABLE, reason)),
+            _ => Err((
+                code::UPSTREAM_TIMEOUT,
+                "the server did not finish initialising".to_owned(),
+            )),
+        }
     }
 
     async fn initialize(&self) -> Result<InitAnswer, String> {
@@ -506,16 +522,8 @@ impl HubSession {
         {
             e.capabilities = params.get("capabilities").cloned().unwrap_or(Value::Null);
         }
-        let mut status = hub.status.clone();
-        let ready = tokio::time::timeout(Duration::from_secs(120), async {
-            status
-                .wait_for(|s| !matches!(s, Status::Starting))
-                .await
-                .map(|s| s.clone())
-        })
-        .await;
-        let answer = match ready {
-            Ok(Ok(Status::Ready(init))) => {
+        let answer = match hub.ready().await {
+            Ok(init) => {
                 let asked = params
                     .get("protocolVersion")
                     .and_then(Value::as_str)
@@ -525,15 +533,7 @@ impl HubSession {
                 m.set_result_member("protocolVersion", to_raw(&version));
                 m
             }
-            Ok(Ok(Status::Failed(reason))) => {
-                Message::error(client_id, code::UPSTREAM_UNAVAILABLE, &reason, None)
-            }
-            _ => Message::error(
-                client_id,
-                code::UPSTREAM_TIMEOUT,
-                "the server did not finish initialising",
-                None,
-            ),
+            Err((code, reason)) => Message::error(client_id, code, &reason, None),
         };
         self.reply(answer);
     }

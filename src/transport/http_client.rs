@@ -52,26 +52,37 @@ pub fn build_headers(spec: &UrlSpec) -> Result<reqwest::header::HeaderMap, Conne
     Ok(map)
 }
 
+impl HttpContext {
+    /// What a link to `spec` needs, and the receiving end of what it delivers.
+    pub fn new(
+        spec: &UrlSpec,
+        limits: Limits,
+    ) -> Result<(Self, mpsc::Receiver<Inbound>), ConnectError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(spec.connect_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ConnectError::Other(format!("cannot build HTTP client: {e}")))?;
+        let headers = build_headers(spec)?;
+        let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
+        let ctx = HttpContext {
+            client,
+            spec: Arc::new(spec.clone()),
+            headers,
+            limits,
+            in_tx,
+        };
+        Ok((ctx, in_rx))
+    }
+}
+
 /// Open a link to an HTTP server. Nothing is sent until the first message: the first
 /// message (normally `initialize`) is also the probe that picks the transport.
 pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectError> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(spec.connect_timeout)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| ConnectError::Other(format!("cannot build HTTP client: {e}")))?;
-    let headers = build_headers(spec)?;
+    let (ctx, in_rx) = HttpContext::new(spec, limits)?;
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
     let describe = Arc::new(std::sync::Mutex::new(format!("http ({})", spec.url)));
-    let ctx = HttpContext {
-        client,
-        spec: Arc::new(spec.clone()),
-        headers,
-        limits,
-        in_tx,
-    };
     let task = tokio::spawn(run(ctx, out_rx, describe.clone()));
     Ok(Connection {
         tx: out_tx,

@@ -11,11 +11,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::http_client::{
-    HttpContext, body_excerpt, build_headers, content_type_is, read_body, sse_events,
-};
+use super::http_client::{HttpContext, body_excerpt, content_type_is, read_body, sse_events};
 use super::streamable_client::describe_reqwest;
-use super::{ConnectError, Connection, Inbound, Limits, UrlSpec};
+use super::{ConnectError, Connection, Limits, UrlSpec};
 use crate::era::params::{self, ToolHeaders};
 use crate::era::{self, MODERN};
 use crate::jsonrpc::{Id, Message};
@@ -29,16 +27,6 @@ pub enum Probe {
     Legacy(String),
     /// A modern server that cannot serve us (for example no version in common).
     Refused(String),
-}
-
-/// The HTTP client a link uses.
-pub fn http_client(spec: &UrlSpec) -> Result<reqwest::Client, ConnectError> {
-    reqwest::Client::builder()
-        .connect_timeout(spec.connect_timeout)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| ConnectError::Other(format!("cannot build HTTP client: {e}")))
 }
 
 /// The `server/discover` request the proxy sends in its own name.
@@ -92,16 +80,12 @@ pub fn classify(answer: &Message) -> Probe {
 
 /// Try a modern `server/discover` against `spec`.
 pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
-    let client = match http_client(spec) {
+    let (ctx, _) = match HttpContext::new(spec, limits) {
         Ok(c) => c,
         Err(e) => return Probe::Refused(e.to_string()),
     };
-    let headers = match build_headers(spec) {
-        Ok(h) => h,
-        Err(e) => return Probe::Refused(e.to_string()),
-    };
     let msg = discover_request(Id::string("mcp-proxy-probe"));
-    let resp = match post(&client, spec, &headers, &msg, &[]).await {
+    let resp = match post(&ctx.client, spec, &ctx.headers, &msg, &[]).await {
         Ok(r) => r,
         Err(e) => return Probe::Legacy(e),
     };
@@ -172,21 +156,12 @@ fn name_of(msg: &Message) -> Option<String> {
 
 /// Open a modern link to `spec`. Nothing is sent until the first message.
 pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectError> {
-    let client = http_client(spec)?;
-    let headers = build_headers(spec)?;
+    let (ctx, in_rx) = HttpContext::new(spec, limits)?;
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
     let describe = Arc::new(std::sync::Mutex::new(format!(
         "streamable-http {MODERN} ({})",
         spec.url
     )));
-    let ctx = HttpContext {
-        client,
-        spec: Arc::new(spec.clone()),
-        headers,
-        limits,
-        in_tx,
-    };
     let task = tokio::spawn(run(ctx, out_rx));
     Ok(Connection {
         tx: out_tx,
