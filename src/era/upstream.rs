@@ -44,8 +44,9 @@ pub enum ServerEra {
     Modern,
 }
 
-/// How long a stdio server may take to answer the `server/discover` probe.
-const PROBE_WAIT: Duration = Duration::from_secs(10);
+/// How long a stdio server may take to answer the `server/discover` probe (servers started
+/// through `uvx` or `npx` may be downloaded first).
+const PROBE_WAIT: Duration = Duration::from_secs(30);
 /// How many input rounds one request may take.
 const MAX_ROUNDS: usize = 64;
 

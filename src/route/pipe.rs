@@ -169,6 +169,12 @@ async fn read_upstream(
                     let Ok(mut st) = state.lock() else { return };
                     note_inbound(&mut st, &msg, related, timeout)
                 };
+                if msg.is_response() && related.is_none() {
+                    // An answer to nothing in flight: a request that timed out or was
+                    // cancelled (its client has had its answer), or the era probe's.
+                    tracing::debug!("dropped an answer to no request in flight");
+                    continue;
+                }
                 if session.send(Outgoing::new(msg, related)).await.is_err() {
                     return;
                 }
@@ -208,7 +214,7 @@ fn note_inbound(
 ) -> Option<Id> {
     if msg.is_response() {
         let id = msg.id()?;
-        st.pending.remove(&id);
+        st.pending.remove(&id)?;
         return Some(id);
     }
     if msg.method() == Some("notifications/progress") {
