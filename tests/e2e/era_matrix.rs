@@ -1,8 +1,12 @@
 //! Every pair of client era × server era × front: a client of 2026-07-28 or of the
-//! session-based revisions (tests/clients/era_client.py) reaches a server of either era
-//! (tests/servers/era_server.py) through the proxy, serving it on HTTP or on stdio. Each run
-//! checks tools/call, elicitation, sampling, roots, progress, a list-changed notification and
-//! a resource update end to end.
+//! session-based revisions reaches a server of either era through the proxy, serving it on
+//! HTTP or on stdio. Each run checks tools/call, elicitation, sampling, roots, progress, a
+//! list-changed notification and a resource update end to end.
+//!
+//! Two sets of peers: spec-exact ones written for these tests (tests/clients/era_client.py,
+//! tests/servers/era_server.py, whose legacy side is the Python SDK 1.x), and the official
+//! Python SDK 2.x, whose client can be pinned to either era and whose server speaks both
+//! (tests/clients/sdk2_client.py, tests/servers/sdk2_server.py).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,5 +101,60 @@ fn stdio_front_remote_servers() {
                 &format!("stdio front, {server} remote server"),
             );
         }
+    }
+}
+
+/// The SDK 2.x server (both eras; the proxy speaks 2026-07-28 with it) as a command line.
+fn sdk2_server() -> Vec<String> {
+    vec![python2(), script("tests/servers/sdk2_server.py")]
+}
+
+/// Run the SDK 2.x client pinned to `era` against `target`.
+fn sdk2_client(era: &str, target: Vec<String>, what: &str) {
+    let mut args = vec![
+        script("tests/clients/sdk2_client.py"),
+        "--era".into(),
+        era.into(),
+    ];
+    args.extend(target);
+    let (ok, out) = run_to_end(&python2(), &args, Duration::from_secs(90));
+    assert!(ok, "{what}: SDK 2.x {era} client failed:\n{out}");
+    assert!(out.contains("checks passed"), "{what}:\n{out}");
+}
+
+/// The official SDK 2.x on both ends: its client of either era, its server (2026-07-28) or the
+/// SDK 1.x legacy server, behind the HTTP front and behind the stdio front.
+#[test]
+fn sdk2_peers_on_both_fronts() {
+    // HTTP front, servers as stdio children.
+    for (server, label) in [
+        (sdk2_server(), "SDK 2.x server"),
+        (server_command("legacy"), "SDK 1.x legacy server"),
+    ] {
+        let mut args: Vec<String> = vec!["--port".into(), "0".into(), "--".into()];
+        args.extend(server);
+        let proxy = Proxy::start_raw(&args);
+        for c in ERAS {
+            sdk2_client(
+                c,
+                vec!["--url".into(), proxy.url("/mcp")],
+                &format!("HTTP front, {label}"),
+            );
+        }
+    }
+    // stdio front, the SDK 2.x server remote over Streamable HTTP.
+    let port = free_port();
+    let mut args = sdk2_server();
+    let program = args.remove(0);
+    args.extend(["--port".into(), port.to_string()]);
+    let _srv = Running::spawn(&program, &args, &[]);
+    wait_port(port, Duration::from_secs(30));
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    for c in ERAS {
+        sdk2_client(
+            c,
+            vec!["--stdio".into(), BIN.into(), url.clone()],
+            "stdio front, remote SDK 2.x server",
+        );
     }
 }

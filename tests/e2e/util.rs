@@ -21,6 +21,11 @@ pub fn python() -> String {
     peers().join("venv/bin/python").display().to_string()
 }
 
+/// Python with the SDK 2.x (revision 2026-07-28) installed.
+pub fn python2() -> String {
+    peers().join("venv2/bin/python").display().to_string()
+}
+
 pub fn node() -> String {
     peers()
         .join("node/node_modules/.bin/node")
