@@ -603,6 +603,37 @@ async fn pump(
         }
         if m.is_request() {
             let Some(id) = m.id() else { continue };
+            if let Some(cap) = crate::route::hub::needed_capability(m.method().unwrap_or(""))
+                && meta
+                    .capabilities
+                    .as_ref()
+                    .and_then(|c| c.get(cap))
+                    .is_none()
+            {
+                // The client did not declare what this call needs: the call is refused. The
+                // server is told "no" and left to end the call itself (a cancellation racing
+                // with that answer trips up some servers); its answer is then dropped.
+                call.session
+                    .send(Message::error(
+                        id,
+                        code::METHOD_NOT_FOUND,
+                        &format!("the client did not declare the {cap} capability"),
+                        None,
+                    ))
+                    .await;
+                let m = Message::error(
+                    client_id,
+                    super::MISSING_CAPABILITY,
+                    &format!("this request needs the client's {cap} capability"),
+                    Some(json!({ "requiredCapabilities": { cap: {} } })),
+                );
+                let _ = out.send(m).await;
+                tokio::spawn(async move {
+                    let mut call = call;
+                    let _ = wait_for(&mut call.rx, &call_id).await;
+                });
+                return Step::Done;
+            }
             if !RESUMABLE.contains(&call.method.as_str()) {
                 let why = format!(
                     "{} cannot ask the client for input in protocol revision {}",

@@ -169,7 +169,7 @@ mod header_tests {
 pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Refusal> {
     let meta = RequestMeta::of(msg);
     let method = msg.method().unwrap_or("");
-    let Some(version) = meta.version.as_deref().or(headers.version) else {
+    let Some(version) = meta.version.as_deref() else {
         return Err(Refusal {
             code: code::INVALID_PARAMS,
             message: format!("params._meta[\"{META_VERSION}\"] is required"),
@@ -184,8 +184,9 @@ pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Ref
         )));
     }
     if !MODERN_VERSIONS.contains(&version) {
-        let mut supported: Vec<&str> = MODERN_VERSIONS.to_vec();
-        supported.extend(crate::route::hub::LEGACY_VERSIONS.iter().rev());
+        // What `server/discover` says too; the session-based revisions are reached through
+        // `initialize`, not per request.
+        let supported: Vec<&str> = MODERN_VERSIONS.to_vec();
         return Err(Refusal {
             code: UNSUPPORTED_VERSION,
             message: format!("unsupported protocol version {version}"),
@@ -228,7 +229,7 @@ pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Ref
             return Err(Refusal::mismatch(format!("the {h} header is required")));
         }
     }
-    if msg.is_request() && method != "server/discover" && meta.capabilities.is_none() {
+    if msg.is_request() && meta.capabilities.is_none() {
         return Err(Refusal {
             code: code::INVALID_PARAMS,
             message: format!("params._meta[\"{META_CAPABILITIES}\"] is required"),
@@ -402,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_are_required_except_for_discover() {
+    fn version_and_capabilities_are_required_in_the_body() {
         let m = msg(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
         );
@@ -410,10 +411,19 @@ mod tests {
             validate(&m, &Headers::default()).unwrap_err().code,
             code::INVALID_PARAMS
         );
+        // server/discover too, and the header does not stand in for the body.
         let d = msg(
             r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
         );
-        assert!(validate(&d, &Headers::default()).is_ok());
+        assert!(validate(&d, &Headers::default()).is_err());
+        let bare = msg(r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#);
+        let h = Headers {
+            http: true,
+            version: Some("2026-07-28"),
+            method: Some("server/discover"),
+            name: None,
+        };
+        assert_eq!(validate(&bare, &h).unwrap_err().code, code::INVALID_PARAMS);
     }
 
     #[test]

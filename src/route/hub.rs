@@ -43,6 +43,10 @@ struct SessionEntry {
     tx: SessionTx,
     capabilities: Value,
     level: Option<String>,
+    /// A client that declares its capabilities per request (2026-07-28): it is given the
+    /// server's requests made during its calls even when it lacks the capability, so that
+    /// it can refuse the call with "missing capability".
+    per_request: bool,
 }
 
 struct Pending {
@@ -250,6 +254,7 @@ impl Hub {
                     tx,
                     capabilities: Value::Null,
                     level: None,
+                    per_request: false,
                 },
             );
         }
@@ -511,6 +516,7 @@ impl HubSession {
             && let Some(e) = st.sessions.get_mut(&self.id)
         {
             e.capabilities = capabilities;
+            e.per_request = true;
         }
     }
 
@@ -815,7 +821,7 @@ fn route_inbound(hub: &Hub, mut msg: Message, related: Option<Id>) {
 }
 
 /// The capability a client needs to answer a server request.
-fn needed_capability(method: &str) -> Option<&'static str> {
+pub fn needed_capability(method: &str) -> Option<&'static str> {
     match method {
         "sampling/createMessage" => Some("sampling"),
         "elicitation/create" => Some("elicitation"),
@@ -847,13 +853,16 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) 
         .collect();
     // Calls that can ask before listings, the latest first.
     busy.sort_by_key(|p| (std::cmp::Reverse(p.interactive), std::cmp::Reverse(p.seq)));
+    // A server request during a call goes to a per-request client even when it lacks the
+    // capability: it then refuses its call with "missing capability".
+    let can_busy = |s: &u64| can(s) || st.sessions.get(s).is_some_and(|e| e.per_request);
     // When the wire says which request this is for, that request's session answers.
     let named = related
         .and_then(|r| r.as_u64())
         .and_then(|up| st.pending.get(&up))
         .filter(|p| st.sessions.contains_key(&p.session));
     let chosen = match named {
-        Some(p) => can(&p.session).then(|| (p.session, Some(p.client_id.clone()))),
+        Some(p) => can_busy(&p.session).then(|| (p.session, Some(p.client_id.clone()))),
         None => {
             if method == "roots/list" {
                 let capable: Vec<u64> = st.sessions.keys().copied().filter(|s| can(s)).collect();
@@ -862,7 +871,7 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) 
                 }
             }
             busy.iter()
-                .find(|p| can(&p.session))
+                .find(|p| can_busy(&p.session))
                 .map(|p| (p.session, Some(p.client_id.clone())))
                 .or_else(|| {
                     // Not caused by a request (roots after list_changed): any capable session.

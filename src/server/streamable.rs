@@ -594,7 +594,7 @@ async fn modern_post(
         );
     };
     if first.is_response() {
-        return json_response(StatusCode::OK, &[first], false, None);
+        return json_response(modern_status(&first), &[first], false, None);
     }
     let events = futures_util::stream::unfold(
         (Some(first), rx, false),
@@ -619,6 +619,28 @@ async fn modern_post(
         },
     );
     sse_body::response(events, &[])
+}
+
+/// The HTTP status 2026-07-28 gives an answer: 404 for a method the server does not have,
+/// 400 for the protocol's own refusals (header mismatch, missing capability, version).
+fn modern_status(answer: &Message) -> StatusCode {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    let code = answer
+        .error_value()
+        .and_then(|e| serde_json::from_str::<Code>(e.get()).ok())
+        .map(|c| c.code);
+    match code {
+        Some(code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            crate::era::HEADER_MISMATCH
+            | crate::era::MISSING_CAPABILITY
+            | crate::era::UNSUPPORTED_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
 }
 
 /// Forgets a POST's stream if the client goes away before an answer was chosen.

@@ -71,6 +71,18 @@ TOOLS = [
     types.Tool(name="test_elicitation_sep1034_defaults", description="Elicitation with defaults", inputSchema=NO_ARGS),
     types.Tool(name="test_elicitation_sep1330_enums", description="Elicitation with enums", inputSchema=NO_ARGS),
     types.Tool(name="test_reconnection", description="Closes its SSE stream before answering", inputSchema=NO_ARGS),
+    # For the 2026-07-28 scenarios: a tool that needs the client's sampling capability, and one
+    # whose parameter is mirrored into an Mcp-Param header.
+    types.Tool(name="test_missing_capability", description="Needs the client's sampling", inputSchema=NO_ARGS),
+    types.Tool(
+        name="test_header_param",
+        description="Says its region, mirrored in Mcp-Param-Region",
+        inputSchema={
+            "type": "object",
+            "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+            "required": ["region"],
+        },
+    ),
     types.Tool(
         name="json_schema_2020_12_tool",
         description="Tool with JSON Schema 2020-12 features",
@@ -216,6 +228,15 @@ def build_server() -> Server:
                 if token is not None:
                     await session.send_progress_notification(token, value, 100, related_request_id=str(rid))
             return [text(type="text", text="Progress reported.")]
+        if name == "test_missing_capability":
+            result = await session.create_message(
+                messages=[types.SamplingMessage(role="user", content=text(type="text", text="ping"))],
+                max_tokens=10,
+                related_request_id=rid,
+            )
+            return [text(type="text", text="sampled")]
+        if name == "test_header_param":
+            return [text(type="text", text=f"region: {arguments.get('region')}")]
         if name == "test_sampling":
             result = await session.create_message(
                 messages=[
