@@ -74,6 +74,15 @@ TOOLS = [
     # For the 2026-07-28 scenarios: a tool that needs the client's sampling capability, and one
     # whose parameter is mirrored into an Mcp-Param header.
     types.Tool(name="test_missing_capability", description="Needs the client's sampling", inputSchema=NO_ARGS),
+    # The input-required scenarios of 2026-07-28, as a session-based server does them: with
+    # server requests mid-call, which the proxy turns into input_required results.
+    *[
+        types.Tool(name=f"test_input_required_result_{n}", description=f"Asks the client ({n})", inputSchema=NO_ARGS)
+        for n in (
+            "elicitation", "sampling", "list_roots", "request_state", "multiple_inputs",
+            "multi_round", "tampered_state", "capabilities",
+        )
+    ],
     types.Tool(
         name="test_header_param",
         description="Says its region, mirrored in Mcp-Param-Region",
@@ -145,6 +154,7 @@ SEP1330_SCHEMA = {
 
 PROMPTS = [
     types.Prompt(name="test_simple_prompt", description="A prompt without arguments"),
+    types.Prompt(name="test_input_required_result_prompt", description="A prompt that asks the user first"),
     types.Prompt(
         name="test_prompt_with_arguments",
         description="A prompt with two arguments",
@@ -168,6 +178,52 @@ RESOURCES = [
         uri="test://watched-resource", name="watched-resource", description="Subscribable", mimeType="text/plain"
     ),
 ]
+
+
+NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+async def input_required_tool(session, kind: str, rid) -> list:
+    """What the 2026-07-28 input-required scenarios ask, asked the session-based way."""
+    text = types.TextContent
+
+    async def elicit(message: str, schema: dict) -> dict:
+        r = await session.elicit_form(message, schema, related_request_id=rid)
+        return r.content or {}
+
+    async def sample(question: str) -> str:
+        msg = types.SamplingMessage(role="user", content=text(type="text", text=question))
+        r = await session.create_message(messages=[msg], max_tokens=100, related_request_id=rid)
+        return r.content.text if isinstance(r.content, types.TextContent) else ""
+
+    async def roots() -> str:
+        r = await session.list_roots()
+        return ",".join(str(x.uri) for x in r.roots)
+
+    if kind in ("elicitation", "tampered_state"):
+        got = await elicit("What is your name?", NAME_SCHEMA)
+        return [text(type="text", text=f"Hello, {got.get('name', '')}!")]
+    if kind == "sampling":
+        return [text(type="text", text=await sample("What is the capital of France?"))]
+    if kind == "list_roots":
+        return [text(type="text", text=f"roots: {await roots()}")]
+    if kind == "request_state":
+        await elicit("Please confirm", {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]})
+        return [text(type="text", text="state-ok")]
+    if kind == "multiple_inputs":
+        got = await elicit("What is your name?", NAME_SCHEMA)
+        said = await sample("Generate a greeting")
+        return [text(type="text", text=f"{said} {got.get('name', '')} ({await roots()})")]
+    if kind == "multi_round":
+        first = await elicit("Step 1: What is your name?", NAME_SCHEMA)
+        color = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+        second = await elicit("Step 2: What is your favorite color?", color)
+        return [text(type="text", text=f"{first.get('name', '')} likes {second.get('color', '')}")]
+    if kind == "capabilities":
+        caps = session.client_params.capabilities if session.client_params else None
+        said = await sample("What is the capital of France?") if caps and caps.sampling else ""
+        return [text(type="text", text=f"sampled: {said}")]
+    raise ValueError(f"unknown input-required tool {kind}")
 
 
 def build_server() -> Server:
@@ -228,6 +284,8 @@ def build_server() -> Server:
                 if token is not None:
                     await session.send_progress_notification(token, value, 100, related_request_id=str(rid))
             return [text(type="text", text="Progress reported.")]
+        if name.startswith("test_input_required_result_"):
+            return await input_required_tool(session, name.removeprefix("test_input_required_result_"), rid)
         if name == "test_missing_capability":
             result = await session.create_message(
                 messages=[types.SamplingMessage(role="user", content=text(type="text", text="ping"))],
@@ -290,6 +348,14 @@ def build_server() -> Server:
 
         if name == "test_simple_prompt":
             messages = [user(types.TextContent(type="text", text="This is a simple prompt for testing."))]
+        elif name == "test_input_required_result_prompt":
+            session = server.request_context.session
+            schema = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
+            r = await session.elicit_form(
+                "What context should the prompt use?", schema, related_request_id=server.request_context.request_id
+            )
+            ctx = (r.content or {}).get("context", "")
+            messages = [user(types.TextContent(type="text", text=f"Use this context: {ctx}"))]
         elif name == "test_prompt_with_arguments":
             said = f"Prompt with arguments: arg1='{args.get('arg1', '')}', arg2='{args.get('arg2', '')}'"
             messages = [user(types.TextContent(type="text", text=said))]
