@@ -291,3 +291,36 @@ async fn modern_requests_without_the_required_headers_are_refused() {
         assert_eq!(r.json()["error"]["code"], -32020);
     }
 }
+
+#[tokio::test]
+async fn a_modern_client_that_closes_its_stream_cancels_the_call_upstream() {
+    let proxy = Proxy::demo(&["--server-era", "legacy"]);
+    let url = proxy.url("/mcp");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":8000},"_meta":{"progressToken":"p","io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "sleep")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/event-stream",
+        "progress comes first, on a stream"
+    );
+    let mut resp = resp;
+    let first = resp.chunk().await.expect("chunk").expect("an event");
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    drop(resp);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let stats = asking(&url, 2, r#""name":"stats","arguments":{}"#).await;
+    assert_eq!(
+        stats["result"]["content"][0]["text"], "cancelled=1",
+        "the server was told: {stats}"
+    );
+}
