@@ -201,9 +201,9 @@ impl ModernFront {
         meta: &RequestMeta,
         out: &mpsc::Sender<Message>,
     ) -> Step {
-        let Some(client_id) = msg.id() else {
+        if msg.id().is_none() {
             return Step::Done;
-        };
+        }
         let mut call = self.open(hub, meta).await;
         call.method = msg.method().unwrap_or("").to_owned();
         call.name = name_of(&msg);
@@ -213,15 +213,22 @@ impl ModernFront {
             super::strip_request_meta(&mut upstream);
         }
         call.session.send(upstream).await;
-        pump(
-            call,
-            client_id,
-            msg.progress_token(),
-            meta,
-            out,
-            &self.tool_headers,
-        )
-        .await
+        self.relay(call, &msg, meta, out).await
+    }
+
+    /// Relay a call's messages for the client's request `msg` (see [`pump`]).
+    async fn relay(
+        &self,
+        call: Call,
+        msg: &Message,
+        meta: &RequestMeta,
+        out: &mpsc::Sender<Message>,
+    ) -> Step {
+        let Some(client_id) = msg.id() else {
+            return Step::Done;
+        };
+        let progress = msg.progress_token();
+        pump(call, client_id, progress, meta, out, &self.tool_headers).await
     }
 
     /// Check a `tools/call`'s `Mcp-Param-*` headers (given by `header`, decoded) against its
@@ -331,15 +338,7 @@ impl ModernFront {
             return Step::Park(call, missing);
         }
         set_level(&call.session, meta).await;
-        pump(
-            call,
-            client_id,
-            msg.progress_token(),
-            meta,
-            out,
-            &self.tool_headers,
-        )
-        .await
+        self.relay(call, &msg, meta, out).await
     }
 
     /// Keep the call and answer the client with `input_required`.
