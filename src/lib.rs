@@ -2,7 +2,9 @@
 //!
 //! Layers, bottom up: [`jsonrpc`] (messages read only as deep as routing needs),
 //! [`transport`] (wires towards servers), [`route`] (what a client session talks to),
-//! [`server`] (wires towards clients), [`config`] (validated settings), [`app`] (wiring it up).
+//! [`server`] (wires towards clients), [`era`] (2026-07-28 and the revisions before it),
+//! [`servers`] (named servers from an `mcpServers` file), [`config`] (validated settings),
+//! [`app`] (wiring it up).
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -13,4 +15,5 @@ pub mod era;
 pub mod jsonrpc;
 pub mod route;
 pub mod server;
+pub mod servers;
 pub mod transport;
