@@ -12,40 +12,38 @@ use crate::transport::Target;
 
 /// Run the proxy until `shutdown` fires (or, on stdio, the client's input ends).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let shared = match (&config.target, &config.front) {
-        (Target::Command(_), _) => !config.per_client,
-        (Target::Url(_), Front::Http { .. }) => config.stateless,
-        (Target::Url(_), Front::Stdio) => false,
-    };
-    let backend = if shared {
-        Backend::Shared(
-            Hub::start(&config.target, config.route)
-                .await
-                .map_err(anyhow::Error::msg)?,
-        )
-    } else {
-        if let Target::Command(spec) = &config.target {
-            check_command(&spec.program, &spec.env)?;
+    let mut mounts = vec![];
+    if let Some(target) = &config.target {
+        mounts.push(mount(&config, None, target, config.route).await?);
+    }
+    for s in config.servers.iter().filter(|s| s.active) {
+        let mut route = config.route;
+        if let Some(t) = s.timeout {
+            route.request_timeout = Some(t);
         }
-        Backend::PerSession {
-            target: Arc::new(config.target.clone()),
-            options: config.route,
+        let m = mount(&config, Some(s.name.clone()), &s.target, route).await;
+        match m {
+            Ok(m) => mounts.push(m),
+            // One server that cannot start does not stop the others.
+            Err(e) => tracing::error!(server = %s.name, "{e:#}"),
         }
-    };
-    let modern = crate::era::front::ModernFront::new(
-        backend.clone(),
-        config.era.state_secret.as_deref().map(str::as_bytes),
-        config.era.input_timeout,
-    );
+    }
+    for s in config.servers.iter().filter(|s| !s.active) {
+        tracing::info!(server = %s.name, "not started: inactive in the config file");
+    }
     match &config.front {
         Front::Stdio => {
+            let Some(m) = mounts.pop() else {
+                anyhow::bail!("no server to serve");
+            };
             server::stdio::serve(
-                backend.clone(),
-                modern.clone(),
+                m.backend.clone(),
+                m.modern.clone(),
                 config.route.limits.max_message_size,
                 shutdown.clone(),
             )
             .await;
+            mounts.push(m);
         }
         Front::Http { host, port } => {
             let addr = format!("{}:{port}", host.trim_matches(['[', ']']));
@@ -58,29 +56,84 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
             let local = listener.local_addr()?;
-            tracing::info!(
-                "listening on http://{local} (Streamable HTTP at http://{local}/mcp, SSE at http://{local}/sse)"
-            );
+            if config.target.is_some() {
+                tracing::info!(
+                    "listening on http://{local} (Streamable HTTP at http://{local}/mcp, SSE at http://{local}/sse)"
+                );
+            } else {
+                tracing::info!("listening on http://{local}");
+            }
+            for m in &mounts {
+                if let Some(name) = &m.name {
+                    tracing::info!(
+                        server = %name,
+                        "at http://{local}/servers/{name}/mcp and http://{local}/servers/{name}/sse"
+                    );
+                }
+            }
             let options = HttpOptions {
                 max_message_size: config.route.limits.max_message_size,
                 stateless: config.stateless,
                 session_timeout: config.session_timeout,
                 replay_events: config.replay_events,
                 guard: config.guard.clone(),
+                base_path: String::new(),
             };
-            server::serve_http(
-                listener,
-                backend.clone(),
-                modern.clone(),
-                options,
-                shutdown.clone(),
-            )
-            .await?;
+            let served: Vec<server::Mount> = mounts
+                .iter()
+                .map(|m| server::Mount {
+                    name: m.name.clone(),
+                    backend: m.backend.clone(),
+                    modern: m.modern.clone(),
+                })
+                .collect();
+            server::serve_http(listener, served, options, shutdown.clone()).await?;
         }
     }
-    modern.shutdown().await;
-    backend.shutdown().await;
+    for m in mounts {
+        m.modern.shutdown().await;
+        m.backend.shutdown().await;
+    }
     Ok(())
+}
+
+/// A server's backend, shared or per session, and its 2026-07-28 front.
+async fn mount(
+    config: &Config,
+    name: Option<String>,
+    target: &Target,
+    route: crate::route::RouteOptions,
+) -> anyhow::Result<server::Mount> {
+    let shared = match (target, &config.front) {
+        (Target::Command(_), _) => !config.per_client,
+        (Target::Url(_), Front::Http { .. }) => config.stateless,
+        (Target::Url(_), Front::Stdio) => false,
+    };
+    let backend = if shared {
+        Backend::Shared(
+            Hub::start(target, route)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        )
+    } else {
+        if let Target::Command(spec) = target {
+            check_command(&spec.program, &spec.env)?;
+        }
+        Backend::PerSession {
+            target: Arc::new(target.clone()),
+            options: route,
+        }
+    };
+    let modern = crate::era::front::ModernFront::new(
+        backend.clone(),
+        config.era.state_secret.as_deref().map(str::as_bytes),
+        config.era.input_timeout,
+    );
+    Ok(server::Mount {
+        name,
+        backend,
+        modern,
+    })
 }
 
 /// Fail early, in one line, when a per-client command cannot be found.

@@ -17,6 +17,8 @@ Examples:
     mcp-proxy --port 8080 -e KEY VALUE -- npx -y @modelcontextprotocol/server-everything
   Remote server re-served over HTTP:
     mcp-proxy --port 8080 https://example.com/mcp
+  Several servers from a Claude Desktop / Cursor config file, each at /servers/NAME/mcp:
+    mcp-proxy --port 8080 --config ~/.cursor/mcp.json
   Try it with the built-in demo server:
     mcp-proxy --port 8080 -- mcp-proxy --demo-server
 ";
@@ -135,6 +137,21 @@ pub struct Cli {
         help_heading = "HTTP server"
     )]
     pub replay_buffer: usize,
+
+    // === several servers ===
+    /// An mcpServers file (as Claude Desktop and Cursor write it): each server is served at
+    /// /servers/NAME/mcp and /servers/NAME/sse (needs --port).
+    #[arg(
+        long,
+        alias = "named-server-config",
+        value_name = "FILE",
+        help_heading = "Several servers"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// A named stdio server: NAME and its command line in one argument. Repeatable.
+    #[arg(long, num_args = 2, value_names = ["NAME", "COMMAND"], action = ArgAction::Append, help_heading = "Several servers")]
+    pub named_server: Vec<String>,
 
     // === protocol eras ===
     /// Protocol era of the server: auto probes it once with server/discover (revision

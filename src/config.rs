@@ -16,7 +16,10 @@ pub enum Front {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub target: Target,
+    /// The server at `/mcp` and `/sse` (or on stdio), if one was given.
+    pub target: Option<Target>,
+    /// Named servers, each at `/servers/NAME/`.
+    pub servers: Vec<crate::servers::ServerEntry>,
     pub front: Front,
     pub per_client: bool,
     pub stateless: bool,
@@ -47,6 +50,16 @@ pub enum ConfigError {
     BadTimeout,
     #[error("--per-client needs a command to start, not a URL")]
     PerClientUrl,
+    #[error("{0}")]
+    ServersFile(#[from] crate::servers::FileError),
+    #[error("{0}")]
+    NamedServer(String),
+    #[error(
+        "named servers are served over HTTP: add --port (on stdio only one server can be served)"
+    )]
+    NamedServersNeedPort,
+    #[error("two servers are named `{0}`")]
+    DuplicateName(String),
 }
 
 pub fn parse_size(s: &str) -> Option<usize> {
@@ -78,7 +91,6 @@ pub fn is_url(s: &str) -> bool {
 
 impl Config {
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
-        let target_text = cli.command_or_url.clone().ok_or(ConfigError::NoTarget)?;
         let max = parse_size(&cli.max_message_size)
             .ok_or_else(|| ConfigError::BadSize(cli.max_message_size.clone()))?;
         if !(cli.connect_timeout.is_finite() && cli.connect_timeout > 0.0) {
@@ -87,6 +99,67 @@ impl Config {
         let limits = Limits {
             max_message_size: max,
         };
+        let defaults = crate::servers::Defaults {
+            pass_environment: cli.pass_environment && !cli.no_pass_environment,
+            connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+        };
+        let mut servers = match &cli.config {
+            Some(path) => crate::servers::load(path, &defaults)?,
+            None => vec![],
+        };
+        for pair in cli.named_server.chunks(2) {
+            if let [name, command] = pair {
+                servers.push(
+                    crate::servers::named(name, command, &defaults)
+                        .map_err(ConfigError::NamedServer)?,
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &servers {
+            if !seen.insert(s.name.clone()) {
+                return Err(ConfigError::DuplicateName(s.name.clone()));
+            }
+        }
+        if !servers.is_empty() && cli.port.is_none() {
+            return Err(ConfigError::NamedServersNeedPort);
+        }
+        let target = match cli.command_or_url.clone() {
+            Some(t) => Some(Self::target(cli, t)?),
+            None if !servers.is_empty() => None,
+            None => return Err(ConfigError::NoTarget),
+        };
+        let front = match (&target, cli.port) {
+            (Some(Target::Url(_)), None) => Front::Stdio,
+            (_, port) => Front::Http {
+                host: cli.host.clone(),
+                port: port.unwrap_or(0),
+            },
+        };
+        let guard = Guard::for_bind(&cli.host, &cli.allow_host, cli.allow_origin.clone());
+        Ok(Config {
+            target,
+            servers,
+            front,
+            per_client: cli.per_client,
+            stateless: cli.stateless,
+            route: RouteOptions {
+                limits,
+                request_timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+                server_era: cli.server_era,
+            },
+            session_timeout: Duration::from_secs(cli.session_timeout.max(1)),
+            replay_events: cli.replay_buffer,
+            guard,
+            era: EraOptions {
+                input_timeout: Duration::from_secs(cli.input_timeout.max(1)),
+                state_secret: cli.state_secret.clone().filter(|s| !s.is_empty()),
+            },
+        })
+    }
+
+    /// The server given on the command line.
+    fn target(cli: &Cli, target_text: String) -> Result<Target, ConfigError> {
         let target = if is_url(&target_text) {
             if cli.per_client {
                 return Err(ConfigError::PerClientUrl);
@@ -122,32 +195,7 @@ impl Config {
                 name,
             })
         };
-        let front = match (&target, cli.port) {
-            (Target::Url(_), None) => Front::Stdio,
-            (_, port) => Front::Http {
-                host: cli.host.clone(),
-                port: port.unwrap_or(0),
-            },
-        };
-        let guard = Guard::for_bind(&cli.host, &cli.allow_host, cli.allow_origin.clone());
-        Ok(Config {
-            target,
-            front,
-            per_client: cli.per_client,
-            stateless: cli.stateless,
-            route: RouteOptions {
-                limits,
-                request_timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
-                server_era: cli.server_era,
-            },
-            session_timeout: Duration::from_secs(cli.session_timeout.max(1)),
-            replay_events: cli.replay_buffer,
-            guard,
-            era: EraOptions {
-                input_timeout: Duration::from_secs(cli.input_timeout.max(1)),
-                state_secret: cli.state_secret.clone().filter(|s| !s.is_empty()),
-            },
-        })
+        Ok(target)
     }
 }
 
@@ -196,7 +244,7 @@ mod tests {
         ])
         .unwrap();
         match (&c.front, &c.target) {
-            (Front::Http { host, port }, Target::Command(cmd)) => {
+            (Front::Http { host, port }, Some(Target::Command(cmd))) => {
                 assert_eq!((host.as_str(), *port), ("0.0.0.0", 9000));
                 assert_eq!(cmd.program, "uvx");
                 assert_eq!(cmd.args, vec!["mcp-server-fetch", "--user-agent=x"]);
@@ -221,7 +269,9 @@ mod tests {
             "http://h/sse",
         ])
         .unwrap();
-        let Target::Url(u) = c.target else { panic!() };
+        let Some(Target::Url(u)) = c.target else {
+            panic!()
+        };
         assert_eq!(u.headers.len(), 2);
         assert_eq!(u.headers[0], ("Authorization".into(), "Bearer x".into()));
     }

@@ -26,6 +26,8 @@ pub struct HttpOptions {
     /// Events kept per stream for clients that reconnect with `Last-Event-ID`.
     pub replay_events: usize,
     pub guard: guard::Guard,
+    /// Where this server's endpoints are mounted (`""`, or `/servers/NAME`).
+    pub base_path: String,
 }
 
 /// Everything a request handler needs.
@@ -40,7 +42,6 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let guard = state.options.guard.clone();
     Router::new()
         .route(
             "/mcp",
@@ -51,32 +52,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/sse", get(sse::connect))
         .route("/messages", post(sse::message))
         .route("/messages/", post(sse::message))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(guard),
-            guard::check,
-        ))
+}
+
+/// One server as the HTTP listener offers it: at the root (`/mcp`, `/sse`), or as a named
+/// server under `/servers/NAME/`.
+pub struct Mount {
+    pub name: Option<String>,
+    pub backend: Backend,
+    pub modern: Arc<crate::era::front::ModernFront>,
 }
 
 /// Serve until `shutdown` fires; then end every session and return.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
-    backend: Backend,
-    modern: Arc<crate::era::front::ModernFront>,
+    mounts: Vec<Mount>,
     options: HttpOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = Arc::new(AppState {
-        backend: backend.clone(),
-        modern,
-        options,
-        streamable: Default::default(),
-        sse: Default::default(),
-        shutdown: shutdown.clone(),
-    });
-    streamable::spawn_reaper(state.clone());
-    let app = router(state.clone());
+    let mut app = Router::new();
+    let mut states = vec![];
+    for m in mounts {
+        let mut opts = options.clone();
+        if let Some(name) = &m.name {
+            opts.base_path = format!("/servers/{name}");
+        }
+        let state = Arc::new(AppState {
+            backend: m.backend,
+            modern: m.modern,
+            options: opts,
+            streamable: Default::default(),
+            sse: Default::default(),
+            shutdown: shutdown.clone(),
+        });
+        streamable::spawn_reaper(state.clone());
+        app = match &m.name {
+            None => app.merge(router(state.clone())),
+            Some(name) => app.nest(&format!("/servers/{name}"), router(state.clone())),
+        };
+        states.push((m.name, state));
+    }
+    let states = Arc::new(states);
+    let guard = options.guard.clone();
+    let app = app
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/status", get(status).with_state(states.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::check,
+        ));
     let stop = shutdown.clone();
     axum::serve(
         listener,
@@ -87,9 +111,55 @@ pub async fn serve_http(
         // Open streams would hold graceful shutdown forever: end sessions first.
     })
     .await?;
-    state.streamable.close_all().await;
-    state.sse.close_all().await;
+    for (_, state) in states.iter() {
+        state.streamable.close_all().await;
+        state.sse.close_all().await;
+    }
     Ok(())
+}
+
+type Mounted = Arc<Vec<(Option<String>, Arc<AppState>)>>;
+
+/// `/status`: every server's state, as JSON.
+async fn status(
+    axum::extract::State(states): axum::extract::State<Mounted>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let servers: Vec<serde_json::Value> = states
+        .iter()
+        .map(|(name, state)| {
+            let (link, detail) = match &state.backend {
+                Backend::Shared(hub) => match hub.status() {
+                    crate::route::hub::Status::Starting => ("starting", None),
+                    crate::route::hub::Status::Ready(_) => ("ready", None),
+                    crate::route::hub::Status::Failed(why) => ("failed", Some(why)),
+                },
+                Backend::PerSession { .. } => ("per-session", None),
+            };
+            let protocol = match &state.backend {
+                Backend::Shared(hub) if hub.upstream_modern() => Some(crate::era::MODERN),
+                Backend::Shared(hub) => match hub.status() {
+                    crate::route::hub::Status::Ready(_) => Some("session-based"),
+                    _ => None,
+                },
+                Backend::PerSession { .. } => None,
+            };
+            serde_json::json!({
+                "name": name,
+                "path": if state.options.base_path.is_empty() { "/" } else { state.options.base_path.as_str() },
+                "state": link,
+                "lastError": detail,
+                "protocol": protocol,
+                "sessions": state.streamable.len() + state.sse.len(),
+                "parkedCalls": state.modern.parked_calls(),
+            })
+        })
+        .collect();
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "servers": servers }).to_string(),
+    )
+        .into_response()
 }
 
 /// A new random session id (128 bits, hex).

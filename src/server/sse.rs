@@ -90,7 +90,7 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     if let Ok(mut m) = state.sse.map.lock() {
         m.insert(id.clone(), route);
     }
-    let endpoint = format!("/messages?sessionId={id}");
+    let endpoint = format!("{}/messages?sessionId={id}", state.options.base_path);
     let end = SessionEnd {
         state: state.clone(),
         id,

@@ -6,4 +6,5 @@ mod era;
 mod era_matrix;
 mod protocol;
 mod sdk;
+mod servers;
 mod util;

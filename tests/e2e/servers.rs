@@ -1,0 +1,157 @@
+//! Named servers from an `mcpServers` file (and `--named-server`), each at /servers/NAME/.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn write(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("mcp-proxy-{name}-{}.json", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+fn era_server() -> String {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/servers/era_server.py")
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn servers_from_a_config_file_are_served_by_name() {
+    let config = write(
+        "servers",
+        &format!(
+            r#"{{
+  // As Claude Desktop writes it, with comments and trailing commas.
+  "mcpServers": {{
+    "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+    "legacy": {{ "command": "{py}", "args": ["{era}", "--era", "legacy"], "timeout": 30 }},
+    "missing": {{ "command": "no-such-command-anywhere" }},
+    "off": {{ "command": "nothing", "disabled": true }},
+  }},
+}}"#,
+            py = python(),
+            era = era_server(),
+        ),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    // Both working servers answer at their own path; the one that cannot start does not stop
+    // them.
+    let (ok, out) = run_to_end(
+        &python(),
+        &[
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients/era_client.py")
+                .display()
+                .to_string(),
+            "--era".into(),
+            "modern".into(),
+            "--url".into(),
+            proxy.url("/servers/legacy/mcp"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{out}");
+    let init = post(
+        &proxy.url("/servers/demo/mcp"),
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        init.json()["result"]["serverInfo"]["name"],
+        "mcp-proxy-demo"
+    );
+    // The HTTP+SSE endpoint names its own message path.
+    let sse = reqwest::Client::new()
+        .get(proxy.url("/servers/demo/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("sse");
+    let mut sse = sse;
+    let first = sse.chunk().await.expect("chunk").expect("endpoint event");
+    assert!(
+        String::from_utf8_lossy(&first).contains("data: /servers/demo/messages?sessionId="),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    // No server is given for /mcp itself.
+    let root = post(&proxy.url("/mcp"), None, "{}", &[]).await;
+    assert_eq!(root.status, 404);
+    let status: serde_json::Value = reqwest::get(proxy.url("/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let servers = status["servers"].as_array().expect("servers");
+    let names: Vec<&str> = servers.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["demo", "legacy"], "{status}");
+    assert!(servers.iter().all(|s| s["state"] == "ready"), "{status}");
+    assert!(
+        proxy.run.log_text().contains("no-such-command-anywhere"),
+        "the failed server is named in the log"
+    );
+}
+
+#[tokio::test]
+async fn named_servers_come_from_the_command_line() {
+    let demo = format!("{BIN} --demo-server");
+    let proxy = Proxy::start(&[
+        "--named-server",
+        "one",
+        &demo,
+        "--named-server",
+        "two",
+        &demo,
+    ]);
+    for name in ["one", "two"] {
+        let init = post(
+            &proxy.url(&format!("/servers/{name}/mcp")),
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            &[],
+        )
+        .await;
+        assert_eq!(init.status, 200, "{name}: {}", init.body);
+    }
+}
+
+#[test]
+fn a_broken_config_file_stops_everything_with_one_line() {
+    let config = write(
+        "broken",
+        "{\n  \"mcpServers\": {\n    \"x\": { \"url\": \"ftp://nope\" }\n  }\n}",
+    );
+    let (ok, out) = run_to_end(
+        BIN,
+        &[
+            "--port".into(),
+            "0".into(),
+            "--config".into(),
+            config.clone(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("{config}:3: mcpServers.x.url")),
+        "{out}"
+    );
+    let mut child = std::process::Command::new(BIN)
+        .args(["--port", "0", "--config", &config])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert_eq!(child.wait().expect("exit").code(), Some(2));
+    // Named servers need HTTP.
+    let (ok, out) = run_to_end(
+        BIN,
+        &["--named-server".into(), "a".into(), "x".into()],
+        Duration::from_secs(10),
+    );
+    assert!(!ok && out.contains("--port"), "{out}");
+}
