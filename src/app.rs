@@ -21,11 +21,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         if let Some(t) = s.timeout {
             route.request_timeout = Some(t);
         }
-        let m = mount(&config, Some(s.name.clone()), &s.target, route).await;
-        match m {
+        match mount(&config, Some(s.name.clone()), &s.target, route).await {
             Ok(m) => mounts.push(m),
-            // One server that cannot start does not stop the others.
-            Err(e) => tracing::error!(server = %s.name, "{e:#}"),
+            // One server that cannot start does not stop the others; its clients, and
+            // /status, are told why.
+            Err(e) => {
+                tracing::error!(server = %s.name, "{e:#}");
+                let backend = Backend::Shared(Hub::failed(format!("{e:#}"), route));
+                let modern = crate::era::front::ModernFront::new(
+                    backend.clone(),
+                    None,
+                    config.era.input_timeout,
+                );
+                mounts.push(server::Mount {
+                    name: Some(s.name.clone()),
+                    backend,
+                    modern,
+                });
+            }
         }
     }
     for s in config.servers.iter().filter(|s| !s.active) {

@@ -149,6 +149,20 @@ impl Hub {
         Ok(hub)
     }
 
+    /// A hub for a server that could not be started: every client gets `reason`.
+    pub fn failed(reason: String, options: RouteOptions) -> Arc<Hub> {
+        let (_, status) = watch::channel(Status::Failed(reason));
+        Arc::new(Hub {
+            tx: std::sync::RwLock::new(None),
+            state: Mutex::new(State::default()),
+            status,
+            next_session: Default::default(),
+            options,
+            conn_task: Mutex::new(None),
+            modern: Default::default(),
+        })
+    }
+
     /// Whether the server speaks revision 2026-07-28 (known once the hub is ready).
     pub fn upstream_modern(&self) -> bool {
         self.modern.load(std::sync::atomic::Ordering::Relaxed)

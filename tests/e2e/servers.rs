@@ -89,8 +89,27 @@ async fn servers_from_a_config_file_are_served_by_name() {
         .expect("json");
     let servers = status["servers"].as_array().expect("servers");
     let names: Vec<&str> = servers.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["demo", "legacy"], "{status}");
-    assert!(servers.iter().all(|s| s["state"] == "ready"), "{status}");
+    assert_eq!(names, ["demo", "legacy", "missing"], "{status}");
+    assert!(
+        servers[..2].iter().all(|s| s["state"] == "ready"),
+        "{status}"
+    );
+    assert_eq!(servers[2]["state"], "failed", "{status}");
+    assert!(
+        servers[2]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-command-anywhere")),
+        "{status}"
+    );
+    // Its clients are told why, at once.
+    let r = post(
+        &proxy.url("/servers/missing/mcp"),
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.json()["error"]["code"], -32000, "{}", r.body);
     assert!(
         proxy.run.log_text().contains("no-such-command-anywhere"),
         "the failed server is named in the log"
