@@ -106,13 +106,9 @@ impl ModernFront {
             Backend::Shared(h) => Ok(h.clone()),
             Backend::PerSession { target, options } => {
                 let mut slot = self.own_hub.lock().await;
-                if let Some(h) = slot.as_ref()
-                    && !matches!(h.status(), Status::Failed(_))
-                {
+                // A hub starts its server again by itself when the link ends.
+                if let Some(h) = slot.as_ref() {
                     return Ok(h.clone());
-                }
-                if let Some(old) = slot.take() {
-                    tokio::spawn(async move { old.shutdown().await });
                 }
                 let h = Hub::start(target, *options).await?;
                 *slot = Some(h.clone());

@@ -94,6 +94,12 @@ pub struct Hub {
     options: RouteOptions,
     conn_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     modern: std::sync::atomic::AtomicBool,
+    /// What to connect to again when the link ends (`None`: never).
+    target: Option<Target>,
+    /// Set by `shutdown`: a link that ends is not started again.
+    stopping: std::sync::atomic::AtomicBool,
+    /// How many times the server was started again.
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -111,26 +117,14 @@ impl Hub {
             options,
             conn_task: Mutex::new(None),
             modern: Default::default(),
+            target: Some(target.clone()),
+            stopping: Default::default(),
+            restarts: Default::default(),
         });
         let init_hub = hub.clone();
         let target = target.clone();
         tokio::spawn(async move {
-            let result = match crate::era::upstream::settle(conn, &target, options).await {
-                Ok((conn, modern)) => {
-                    init_hub
-                        .modern
-                        .store(modern, std::sync::atomic::Ordering::Relaxed);
-                    if let Ok(mut tx) = init_hub.tx.write() {
-                        *tx = Some(conn.tx);
-                    }
-                    if let Ok(mut t) = init_hub.conn_task.lock() {
-                        *t = Some(conn.task);
-                    }
-                    tokio::spawn(read_upstream(init_hub.clone(), conn.rx, status_tx.clone()));
-                    init_hub.initialize().await
-                }
-                Err(e) => Err(e),
-            };
+            let result = init_hub.bring_up(conn, &target, &status_tx).await;
             status_tx.send_if_modified(|s| {
                 if matches!(s, Status::Starting) {
                     *s = match result {
@@ -160,7 +154,35 @@ impl Hub {
             options,
             conn_task: Mutex::new(None),
             modern: Default::default(),
+            target: None,
+            stopping: Default::default(),
+            restarts: Default::default(),
         })
+    }
+
+    /// Settle the era of a new link, take it into use and initialise the server over it.
+    async fn bring_up(
+        self: &Arc<Self>,
+        conn: transport::Connection,
+        target: &Target,
+        status: &watch::Sender<Status>,
+    ) -> Result<InitAnswer, String> {
+        let (conn, modern) = crate::era::upstream::settle(conn, target, self.options).await?;
+        self.modern
+            .store(modern, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut tx) = self.tx.write() {
+            *tx = Some(conn.tx);
+        }
+        if let Ok(mut t) = self.conn_task.lock() {
+            *t = Some(conn.task);
+        }
+        tokio::spawn(read_upstream(self.clone(), conn.rx, status.clone()));
+        self.initialize().await
+    }
+
+    /// How many times the server was started again after its link ended.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the server speaks revision 2026-07-28 (known once the hub is ready).
@@ -285,6 +307,8 @@ impl Hub {
 
     /// End the link: the server is shut down cleanly (stdin closed or session deleted).
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut tx) = self.tx.write() {
             tx.take();
         }
@@ -688,11 +712,104 @@ async fn read_upstream(
             Some(Inbound::Message { msg, related }) => route_inbound(&hub, msg, related),
             Some(Inbound::Closed(reason)) => {
                 close_all(&hub, &status, reason);
+                restart_later(hub, status);
                 return;
             }
             None => {
                 close_all(&hub, &status, "the server link ended".into());
+                restart_later(hub, status);
                 return;
+            }
+        }
+    }
+}
+
+/// The first wait before starting a server again, and the longest.
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_CAP: Duration = Duration::from_secs(60);
+
+/// Start the server again, with exponential backoff, unless the hub is shutting down.
+/// Sessions stay attached; once the server is back they are told that its lists may have
+/// changed, and their subscriptions and log level are set up again.
+fn restart_later(hub: Arc<Hub>, status: watch::Sender<Status>) {
+    let Some(target) = hub.target.clone() else {
+        return;
+    };
+    if hub.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    if let Ok(mut tx) = hub.tx.write() {
+        tx.take();
+    }
+    tokio::spawn(async move {
+        let mut wait = RESTART_FIRST;
+        loop {
+            tokio::time::sleep(wait).await;
+            if hub.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let attempt = match transport::connect(&target, hub.options.limits).await {
+                Ok(conn) => hub.bring_up(conn, &target, &status).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match attempt {
+                Ok(answer) => {
+                    let n = hub
+                        .restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1;
+                    tracing::info!(restarts = n, "server started again");
+                    status.send_replace(Status::Ready(Arc::new(answer)));
+                    hub.after_restart();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "starting the server again failed: {e}; next try in {}s",
+                        (wait * 2).min(RESTART_CAP).as_secs()
+                    );
+                    status.send_replace(Status::Failed(e));
+                    if let Ok(mut tx) = hub.tx.write() {
+                        tx.take();
+                    }
+                    wait = (wait * 2).min(RESTART_CAP);
+                }
+            }
+        }
+    });
+}
+
+impl Hub {
+    /// A new server process knows nothing of the old one's subscriptions and log level, and
+    /// its lists may differ: set them up again and tell every client.
+    fn after_restart(&self) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let uris: Vec<String> = st.subscriptions.keys().cloned().collect();
+        for uri in uris {
+            let id = st.next_id();
+            st.internal.insert(id, oneshot::channel().0);
+            self.send_upstream(Message::request(
+                Id::number(id),
+                "resources/subscribe",
+                Some(to_raw(&serde_json::json!({ "uri": uri }))),
+            ));
+        }
+        if let Some(level) = st.upstream_level.clone() {
+            let id = st.next_id();
+            st.internal.insert(id, oneshot::channel().0);
+            self.send_upstream(Message::request(
+                Id::number(id),
+                "logging/setLevel",
+                Some(to_raw(&serde_json::json!({ "level": level }))),
+            ));
+        }
+        let sessions: Vec<u64> = st.sessions.keys().copied().collect();
+        for s in sessions {
+            for list in ["tools", "prompts", "resources"] {
+                let n = Message::notification(&format!("notifications/{list}/list_changed"), None);
+                self.deliver(&mut st, s, n, None);
             }
         }
     }

@@ -151,6 +151,10 @@ async fn status(
                 "lastError": detail,
                 "protocol": protocol,
                 "sessions": state.streamable.len() + state.sse.len(),
+                "restarts": match &state.backend {
+                    Backend::Shared(hub) => hub.restarts(),
+                    Backend::PerSession { .. } => 0,
+                },
                 "parkedCalls": state.modern.parked_calls(),
             })
         })

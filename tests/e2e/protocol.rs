@@ -328,6 +328,52 @@ async fn a_crashed_server_fails_pending_and_new_requests_at_once() {
     )
     .await;
     assert!(r.body.contains("exited with status 3"), "{}", r.body);
+
+    // The server is started again (after 1 s); the same session goes on, and is told that
+    // the server's lists may have changed.
+    let get = reqwest::Client::new()
+        .get(&mcp)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .expect("GET stream");
+    let mut back = None;
+    for i in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let r = post(
+            &mcp,
+            Some(&sid),
+            &call(10 + i, "echo", json!({"message": "again"})),
+            &[],
+        )
+        .await;
+        if r.body.contains("again") {
+            back = Some(r);
+            break;
+        }
+    }
+    assert!(back.is_some(), "the server did not come back");
+    let mut get = get;
+    let first = tokio::time::timeout(Duration::from_secs(5), get.chunk())
+        .await
+        .expect("an event")
+        .expect("chunk")
+        .expect("data");
+    assert!(
+        String::from_utf8_lossy(&first).contains("list_changed"),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    let status: serde_json::Value = reqwest::get(p.url("/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["servers"][0]["restarts"], 1, "{status}");
+    assert_eq!(status["servers"][0]["state"], "ready", "{status}");
 }
 
 #[test]
