@@ -32,10 +32,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     backend.clone(),
                     None,
                     config.era.input_timeout,
+                    None,
                 );
                 mounts.push(server::Mount {
                     name: Some(s.name.clone()),
                     backend,
+                    curation: None,
                     modern,
                 });
             }
@@ -51,6 +53,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             };
             server::stdio::serve(
                 m.backend.clone(),
+                m.curation.clone(),
                 m.modern.clone(),
                 config.route.limits.max_message_size,
                 shutdown.clone(),
@@ -97,6 +100,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .map(|m| server::Mount {
                     name: m.name.clone(),
                     backend: m.backend.clone(),
+                    curation: m.curation.clone(),
                     modern: m.modern.clone(),
                 })
                 .collect();
@@ -137,14 +141,17 @@ async fn mount(
             options: route,
         }
     };
+    let curation = config.tools.for_server(name.as_deref());
     let modern = crate::era::front::ModernFront::new(
         backend.clone(),
         config.era.state_secret.as_deref().map(str::as_bytes),
         config.era.input_timeout,
+        curation.clone(),
     );
     Ok(server::Mount {
         name,
         backend,
+        curation,
         modern,
     })
 }

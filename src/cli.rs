@@ -153,6 +153,15 @@ pub struct Cli {
     #[arg(long, num_args = 2, value_names = ["NAME", "COMMAND"], action = ArgAction::Append, help_heading = "Several servers")]
     pub named_server: Vec<String>,
 
+    // === tools ===
+    /// Hide tools whose name (or SERVER--NAME) matches this pattern (`*`, `?`). Repeatable.
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append, help_heading = "Tools")]
+    pub ignore_tool: Vec<String>,
+
+    /// A tool_config.json: per SERVER--TOOL, `enabled`, `displayName` and `description`.
+    #[arg(long, value_name = "FILE", help_heading = "Tools")]
+    pub tool_config: Option<PathBuf>,
+
     // === protocol eras ===
     /// Protocol era of the server: auto probes it once with server/discover (revision
     /// 2026-07-28) and falls back to initialize; legacy skips the probe.

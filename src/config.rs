@@ -20,6 +20,8 @@ pub struct Config {
     pub target: Option<Target>,
     /// Named servers, each at `/servers/NAME/`.
     pub servers: Vec<crate::servers::ServerEntry>,
+    /// Which tools clients see.
+    pub tools: std::sync::Arc<crate::curation::Policy>,
     pub front: Front,
     pub per_client: bool,
     pub stateless: bool,
@@ -60,6 +62,8 @@ pub enum ConfigError {
     NamedServersNeedPort,
     #[error("two servers are named `{0}`")]
     DuplicateName(String),
+    #[error("{0}")]
+    ToolConfig(String),
 }
 
 pub fn parse_size(s: &str) -> Option<usize> {
@@ -137,9 +141,12 @@ impl Config {
             },
         };
         let guard = Guard::for_bind(&cli.host, &cli.allow_host, cli.allow_origin.clone());
+        let tools = crate::curation::Policy::load(&cli.ignore_tool, cli.tool_config.as_deref())
+            .map_err(ConfigError::ToolConfig)?;
         Ok(Config {
             target,
             servers,
+            tools: std::sync::Arc::new(tools),
             front,
             per_client: cli.per_client,
             stateless: cli.stateless,

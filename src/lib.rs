@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod curation;
 pub mod demo;
 pub mod era;
 pub mod jsonrpc;

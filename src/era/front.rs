@@ -47,6 +47,8 @@ pub struct ModernFront {
     park_for: Duration,
     /// The tools' `Mcp-Param-*` parameters, learnt from `tools/list` answers.
     pub tool_headers: super::params::ToolHeaders,
+    /// Which tools clients see.
+    curation: Option<crate::curation::Curation>,
 }
 
 /// A call waiting for the client's `inputResponses`.
@@ -73,7 +75,12 @@ enum Step {
 }
 
 impl ModernFront {
-    pub fn new(backend: Backend, secret: Option<&[u8]>, park_for: Duration) -> Arc<ModernFront> {
+    pub fn new(
+        backend: Backend,
+        secret: Option<&[u8]>,
+        park_for: Duration,
+        curation: Option<crate::curation::Curation>,
+    ) -> Arc<ModernFront> {
         let front = Arc::new(ModernFront {
             backend,
             own_hub: Default::default(),
@@ -81,6 +88,7 @@ impl ModernFront {
             seal: Seal::new(secret),
             park_for,
             tool_headers: Default::default(),
+            curation,
         });
         tokio::spawn(reap(Arc::downgrade(&front)));
         front
@@ -164,6 +172,10 @@ impl ModernFront {
             let _ = out.send(m).await;
             return;
         }
+        if let Some(refusal) = self.curation.as_ref().and_then(|c| c.refuse(&msg)) {
+            let _ = out.send(refusal).await;
+            return;
+        }
         let params = msg.params_as::<Value>().unwrap_or(Value::Null);
         let step = match params.get("requestState") {
             Some(state) if !modern => self.resume(msg.clone(), state, &params, &meta, &out).await,
@@ -224,7 +236,22 @@ impl ModernFront {
             return Step::Done;
         };
         let progress = msg.progress_token();
-        pump(call, client_id, progress, meta, out, &self.tool_headers).await
+        // Tool curation rewrites the list before it reaches the client.
+        let (tx, mut rx) = mpsc::channel::<Message>(SESSION_QUEUE);
+        let curation = self.curation.clone();
+        let list = msg.method() == Some("tools/list");
+        let Some(curation) = curation.filter(|_| list) else {
+            return pump(call, client_id, progress, meta, out, &self.tool_headers).await;
+        };
+        let step = pump(call, client_id, progress, meta, &tx, &self.tool_headers).await;
+        drop(tx);
+        while let Some(mut m) = rx.recv().await {
+            if m.is_response() {
+                curation.rewrite_answer(&mut m);
+            }
+            let _ = out.send(m).await;
+        }
+        step
     }
 
     /// Check a `tools/call`'s `Mcp-Param-*` headers (given by `header`, decoded) against its

@@ -122,6 +122,25 @@ impl Backend {
         }
     }
 
+    /// Open a session, with tool curation in front of it when there is any.
+    pub async fn open_curated(
+        &self,
+        tx: SessionTx,
+        curation: Option<&crate::curation::Curation>,
+    ) -> Result<Route, String> {
+        let Some(c) = curation else {
+            return self.open(tx).await;
+        };
+        let (wrapped, lists) = c.wrap(tx.clone());
+        let inner = self.open(wrapped).await?;
+        Ok(Route::Curated {
+            inner: Box::new(inner),
+            curation: c.clone(),
+            lists,
+            tx,
+        })
+    }
+
     /// End shared links (per-session ones end with their sessions).
     pub async fn shutdown(&self) {
         if let Backend::Shared(hub) = self {
@@ -134,6 +153,14 @@ impl Backend {
 pub enum Route {
     Pipe(pipe::Pipe),
     Shared(hub::HubSession),
+    /// Tool curation in front of another route: hidden tools are refused here, and the
+    /// answers to `tools/list` are rewritten on their way to the client.
+    Curated {
+        inner: Box<Route>,
+        curation: crate::curation::Curation,
+        lists: crate::curation::ListRequests,
+        tx: SessionTx,
+    },
 }
 
 impl Route {
@@ -141,6 +168,25 @@ impl Route {
         match self {
             Route::Pipe(p) => p.send(msg).await,
             Route::Shared(s) => s.send(msg).await,
+            Route::Curated {
+                inner,
+                curation,
+                lists,
+                tx,
+            } => {
+                if let Some(refusal) = curation.refuse(&msg) {
+                    let related = refusal.id();
+                    let _ = tx.send(Outgoing::new(refusal, related)).await;
+                    return;
+                }
+                if msg.method() == Some("tools/list")
+                    && let Some(id) = msg.id()
+                    && let Ok(mut l) = lists.lock()
+                {
+                    l.insert(id);
+                }
+                Box::pin(inner.send(msg)).await
+            }
         }
     }
 
@@ -149,6 +195,7 @@ impl Route {
         match self {
             Route::Pipe(p) => p.close().await,
             Route::Shared(s) => s.close(),
+            Route::Curated { inner, .. } => Box::pin(inner.close()).await,
         }
     }
 }

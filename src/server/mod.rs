@@ -33,6 +33,8 @@ pub struct HttpOptions {
 /// Everything a request handler needs.
 pub struct AppState {
     pub backend: Backend,
+    /// Which tools this server's clients see.
+    pub curation: Option<crate::curation::Curation>,
     /// Serves 2026-07-28 clients.
     pub modern: Arc<crate::era::front::ModernFront>,
     pub options: HttpOptions,
@@ -60,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub struct Mount {
     pub name: Option<String>,
     pub backend: Backend,
+    pub curation: Option<crate::curation::Curation>,
     pub modern: Arc<crate::era::front::ModernFront>,
 }
 
@@ -79,6 +82,7 @@ pub async fn serve_http(
         }
         let state = Arc::new(AppState {
             backend: m.backend,
+            curation: m.curation,
             modern: m.modern,
             options: opts,
             streamable: Default::default(),

@@ -75,7 +75,11 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .into_response();
     }
     let (tx, rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
-    let route = match state.backend.open(SessionTx::Queue(tx)).await {
+    let route = match state
+        .backend
+        .open_curated(SessionTx::Queue(tx), state.curation.as_ref())
+        .await
+    {
         Ok(r) => Arc::new(r),
         Err(e) => {
             tracing::error!("{e}");

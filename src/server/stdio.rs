@@ -15,6 +15,7 @@ use crate::transport::stdio::{Line, own_stdin, own_stdout, read_line, write_line
 /// Serve one client on stdin/stdout until stdin ends or `shutdown` fires.
 pub async fn serve(
     backend: Backend,
+    curation: Option<crate::curation::Curation>,
     modern: Arc<ModernFront>,
     max_message_size: usize,
     shutdown: CancellationToken,
@@ -32,7 +33,10 @@ pub async fn serve(
             }
         }
     });
-    let route = match backend.open(SessionTx::Queue(out_tx)).await {
+    let route = match backend
+        .open_curated(SessionTx::Queue(out_tx), curation.as_ref())
+        .await
+    {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!("{e}");

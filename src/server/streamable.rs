@@ -705,7 +705,10 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
             },
         })
     };
-    let route = state.backend.open(sink).await?;
+    let route = state
+        .backend
+        .open_curated(sink, state.curation.as_ref())
+        .await?;
     let mut streams = HashMap::new();
     streams.insert(STANDALONE, StreamBuf::new(HashSet::new()));
     let session = Arc::new(Session {

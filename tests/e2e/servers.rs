@@ -174,3 +174,92 @@ fn a_broken_config_file_stops_everything_with_one_line() {
     );
     assert!(!ok && out.contains("--port"), "{out}");
 }
+
+#[tokio::test]
+async fn tools_are_hidden_renamed_and_refused_as_configured() {
+    let tool_config = write(
+        "tools",
+        r#"{ "tools": {
+            "demo--echo": { "displayName": "Say it back", "description": "Echoes." },
+            "demo--add": { "enabled": false },
+        } }"#,
+    );
+    let demo = format!("{BIN} --demo-server");
+    let proxy = Proxy::start(&[
+        "--named-server",
+        "demo",
+        &demo,
+        "--ignore-tool",
+        "sl*p",
+        "--tool-config",
+        &tool_config,
+    ]);
+    let url = proxy.url("/servers/demo/mcp");
+    // A session client.
+    let sid = session(&url).await;
+    let list = post(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let tools = list.json()["result"]["tools"].clone();
+    let names: Vec<&str> = tools
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && !names.contains(&"add") && !names.contains(&"sleep"),
+        "{names:?}"
+    );
+    let echo = tools
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "echo"))
+        .expect("echo");
+    assert_eq!(echo["title"], "Say it back");
+    assert_eq!(echo["description"], "Echoes.");
+    let refused = post(
+        &url,
+        Some(&sid),
+        &call(2, "add", serde_json::json!({"a": 1, "b": 2})),
+        &[],
+    )
+    .await;
+    assert_eq!(refused.json()["error"]["code"], -32602, "{}", refused.body);
+    let fine = post(
+        &url,
+        Some(&sid),
+        &call(3, "echo", serde_json::json!({"message": "hi"})),
+        &[],
+    )
+    .await;
+    assert!(fine.body.contains("hi"), "{}", fine.body);
+    // A 2026-07-28 client sees the same.
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let list = post(
+        &url,
+        None,
+        &format!(r#"{{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{{{meta}}}}}"#),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+    )
+    .await;
+    let text = list.json()["result"]["tools"].to_string();
+    assert!(
+        text.contains("Say it back") && !text.contains("\"sleep\""),
+        "{text}"
+    );
+    let refused = post(
+        &url,
+        None,
+        &format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"sleep","arguments":{{}},{meta}}}}}"#),
+        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "sleep")],
+    )
+    .await;
+    assert_eq!(refused.json()["error"]["code"], -32602, "{}", refused.body);
+}
