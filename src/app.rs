@@ -14,14 +14,15 @@ use crate::transport::Target;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut mounts = vec![];
     if let Some(target) = &config.target {
-        mounts.push(mount(&config, None, target, config.route).await?);
+        mounts.push(mount(&config, None, target, config.route, (&[], &[])).await?);
     }
     for s in config.servers.iter().filter(|s| s.active) {
         let mut route = config.route;
         if let Some(t) = s.timeout {
             route.request_timeout = Some(t);
         }
-        match mount(&config, Some(s.name.clone()), &s.target, route).await {
+        let own = (s.allow_tools.as_slice(), s.deny_tools.as_slice());
+        match mount(&config, Some(s.name.clone()), &s.target, route, own).await {
             Ok(m) => mounts.push(m),
             // One server that cannot start does not stop the others; its clients, and
             // /status, are told why.
@@ -120,6 +121,7 @@ async fn mount(
     name: Option<String>,
     target: &Target,
     route: crate::route::RouteOptions,
+    (allow, deny): (&[String], &[String]),
 ) -> anyhow::Result<server::Mount> {
     let shared = match (target, &config.front) {
         (Target::Command(_), _) => !config.per_client,
@@ -141,7 +143,7 @@ async fn mount(
             options: route,
         }
     };
-    let curation = config.tools.for_server(name.as_deref());
+    let curation = config.tools.for_server(name.as_deref(), allow, deny);
     let modern = crate::era::front::ModernFront::new(
         backend.clone(),
         config.era.state_secret.as_deref().map(str::as_bytes),

@@ -68,11 +68,18 @@ impl Policy {
         self.ignore.is_empty() && self.overrides.is_empty()
     }
 
-    /// The rules as one server sees them.
-    pub fn for_server(self: &Arc<Self>, server: Option<&str>) -> Option<Curation> {
-        (!self.is_empty()).then(|| Curation {
+    /// The rules as one server sees them, with its own `allow` / `deny` patterns.
+    pub fn for_server(
+        self: &Arc<Self>,
+        server: Option<&str>,
+        allow: &[String],
+        deny: &[String],
+    ) -> Option<Curation> {
+        (!self.is_empty() || !allow.is_empty() || !deny.is_empty()).then(|| Curation {
             policy: self.clone(),
             server: server.map(str::to_owned),
+            allow: allow.iter().map(|p| WildMatch::new(p)).collect(),
+            deny: deny.iter().map(|p| WildMatch::new(p)).collect(),
         })
     }
 }
@@ -82,6 +89,9 @@ impl Policy {
 pub struct Curation {
     policy: Arc<Policy>,
     server: Option<String>,
+    /// This server's own patterns: when `allow` is not empty, only matching tools are shown.
+    allow: Vec<WildMatch>,
+    deny: Vec<WildMatch>,
 }
 
 impl Curation {
@@ -107,7 +117,12 @@ impl Curation {
             .ignore
             .iter()
             .any(|p| p.matches(tool) || p.matches(&key));
-        !ignored && self.override_of(tool).and_then(|o| o.enabled) != Some(false)
+        let allowed = self.allow.is_empty() || self.allow.iter().any(|p| p.matches(tool));
+        let denied = self.deny.iter().any(|p| p.matches(tool));
+        !ignored
+            && allowed
+            && !denied
+            && self.override_of(tool).and_then(|o| o.enabled) != Some(false)
     }
 
     /// A `tools/list` result as clients should see it.
@@ -214,7 +229,7 @@ mod tests {
                 "fs--secret": { "enabled": false },
             }),
         );
-        let c = p.for_server(Some("fs")).expect("rules");
+        let c = p.for_server(Some("fs"), &[], &[]).expect("rules");
         assert!(c.allows("read"));
         assert!(!c.allows("delete_all"));
         assert!(!c.allows("writeX"));
@@ -238,14 +253,24 @@ mod tests {
         assert_eq!(list["tools"][0]["description"], "Reads.");
         assert_eq!(list["tools"][1]["x"], 1);
         // Another server's keys do not apply.
-        let other = p.for_server(Some("db")).expect("rules");
+        let other = p.for_server(Some("db"), &[], &[]).expect("rules");
         assert!(other.allows("secret"));
+        // A server's own patterns.
+        let own = Arc::new(Policy::default())
+            .for_server(Some("db"), &["get_*".into()], &["get_secret".into()])
+            .expect("rules");
+        assert!(own.allows("get_user") && !own.allows("get_secret") && !own.allows("drop"));
+        assert!(
+            Arc::new(Policy::default())
+                .for_server(None, &[], &[])
+                .is_none()
+        );
     }
 
     #[test]
     fn calls_to_hidden_tools_are_refused() {
         let c = policy(&["danger"], json!({}))
-            .for_server(None)
+            .for_server(None, &[], &[])
             .expect("rules");
         let call = Message::parse_one(
             br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"danger"}}"#,

@@ -12,7 +12,8 @@
 //! every string. Fields: `command`, `args`, `env`, `cwd`; `url`, `type` (`sse`, `http`,
 //! `streamable-http`; probed when absent), `headers`, `apiKey` (sent as `X-Api-Key`),
 //! `bearerToken` (sent as `Authorization: Bearer`); `active` (or `disabled`); ours: `timeout`
-//! (seconds per request). Unknown fields (other clients' settings) are ignored. A bad file
+//! (seconds per request) and `tools` (`{"allow": [...], "deny": [...]}`, wildcard patterns on
+//! the server's tool names). Unknown fields (other clients' settings) are ignored. A bad file
 //! gives one error naming the file, the line and the field.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ pub struct ServerEntry {
     pub active: bool,
     /// Per-request timeout for this server, overriding `--timeout`.
     pub timeout: Option<Duration>,
+    /// `tools.allow` / `tools.deny`: wildcard patterns on this server's tool names.
+    pub allow_tools: Vec<String>,
+    pub deny_tools: Vec<String>,
 }
 
 /// What is wrong with a servers file, located as precisely as the file allows.
@@ -159,6 +163,31 @@ pub fn parse(
                 }
             },
         };
+        let patterns = |which: &str| -> Result<Vec<String>, FileError> {
+            match entry.get("tools").and_then(|t| t.get(which)) {
+                None | Some(Value::Null) => Ok(vec![]),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_owned).ok_or_else(|| {
+                            field_err("tools", format!("`{which}` must be a list of patterns"))
+                        })
+                    })
+                    .collect(),
+                Some(_) => Err(field_err(
+                    "tools",
+                    format!("`{which}` must be a list of patterns"),
+                )),
+            }
+        };
+        if entry.get("tools").is_some_and(|t| !t.is_object()) {
+            return Err(field_err(
+                "tools",
+                "must be an object with `allow` and/or `deny` lists".into(),
+            ));
+        }
+        let allow_tools = patterns("allow")?;
+        let deny_tools = patterns("deny")?;
         let command = string("command")?;
         let url = string("url")?;
         let target = match (command, url) {
@@ -234,6 +263,8 @@ pub fn parse(
             target,
             active,
             timeout,
+            allow_tools,
+            deny_tools,
         });
     }
     Ok(out)
@@ -322,7 +353,7 @@ mod tests {
   "mcpServers": {
     "fetch": { "command": "uvx", "args": ["mcp-server-fetch", "--x=${TOKEN}",], "env": {"A": "1"} },
     "remote": { "url": "https://example.com/mcp", "type": "streamable-http", "bearerToken": "${TOKEN}", "apiKey": "k" },
-    "old": { "url": "http://127.0.0.1:9/sse", "type": "sse", "disabled": true, "timeout": 5 },
+    "old": { "url": "http://127.0.0.1:9/sse", "type": "sse", "disabled": true, "timeout": 5, "tools": { "allow": ["get_*"], "deny": ["get_secret"] } },
   },
 }"#;
         let s = parse(text, "f.json", &defaults(), env).expect("valid");
@@ -345,6 +376,8 @@ mod tests {
         let old = s.iter().find(|e| e.name == "old").expect("old");
         assert!(!old.active);
         assert_eq!(old.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(old.allow_tools, ["get_*"]);
+        assert_eq!(old.deny_tools, ["get_secret"]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ async fn servers_from_a_config_file_are_served_by_name() {
             r#"{{
   // As Claude Desktop writes it, with comments and trailing commas.
   "mcpServers": {{
-    "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+    "demo": {{ "command": "{BIN}", "args": ["--demo-server"], "tools": {{ "deny": ["sl*"] }} }},
     "legacy": {{ "command": "{py}", "args": ["{era}", "--era", "legacy"], "timeout": 30 }},
     "missing": {{ "command": "no-such-command-anywhere" }},
     "off": {{ "command": "nothing", "disabled": true }},
@@ -63,6 +63,20 @@ async fn servers_from_a_config_file_are_served_by_name() {
     assert_eq!(
         init.json()["result"]["serverInfo"]["name"],
         "mcp-proxy-demo"
+    );
+    // The server's own deny pattern hides its `sleep` tool.
+    let sid = session(&proxy.url("/servers/demo/mcp")).await;
+    let list = post(
+        &proxy.url("/servers/demo/mcp"),
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let tools = list.json()["result"]["tools"].to_string();
+    assert!(
+        tools.contains("\"echo\"") && !tools.contains("\"sleep\""),
+        "{tools}"
     );
     // The HTTP+SSE endpoint names its own message path.
     let sse = reqwest::Client::new()
