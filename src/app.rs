@@ -10,6 +10,9 @@ use crate::route::hub::Hub;
 use crate::server::{self, HttpOptions};
 use crate::transport::Target;
 
+/// How long the merged lists wait for a server that has no `timeout` of its own.
+const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Run the proxy until `shutdown` fires (or, on stdio, the client's input ends).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut mounts = vec![];
@@ -47,6 +50,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     for s in config.servers.iter().filter(|s| !s.active) {
         tracing::info!(server = %s.name, "not started: inactive in the config file");
     }
+    // Without a server of its own, the root serves every named server merged.
+    if config.target.is_none() && !mounts.is_empty() {
+        let members = config
+            .servers
+            .iter()
+            .filter(|s| s.active)
+            .zip(mounts.iter())
+            .map(|(s, m)| crate::route::catalog::Member {
+                name: s.name.clone(),
+                backend: m.backend.clone(),
+                curation: m.curation.clone(),
+                list_timeout: s.timeout.unwrap_or(LIST_WAIT),
+            })
+            .collect();
+        let backend = Backend::Catalog(crate::route::catalog::Catalog::new(members, "--"));
+        let modern = crate::era::front::ModernFront::new(
+            backend.clone(),
+            None,
+            config.era.input_timeout,
+            None,
+        );
+        mounts.push(server::Mount {
+            name: None,
+            backend,
+            curation: None,
+            modern,
+        });
+    }
     match &config.front {
         Front::Stdio => {
             let Some(m) = mounts.pop() else {
@@ -73,13 +104,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
             let local = listener.local_addr()?;
-            if config.target.is_some() {
-                tracing::info!(
-                    "listening on http://{local} (Streamable HTTP at http://{local}/mcp, SSE at http://{local}/sse)"
-                );
-            } else {
-                tracing::info!("listening on http://{local}");
-            }
+            tracing::info!(
+                "listening on http://{local} (Streamable HTTP at http://{local}/mcp, SSE at http://{local}/sse)"
+            );
             for m in &mounts {
                 if let Some(name) = &m.name {
                     tracing::info!(

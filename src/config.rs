@@ -125,7 +125,7 @@ impl Config {
                 return Err(ConfigError::DuplicateName(s.name.clone()));
             }
         }
-        if !servers.is_empty() && cli.port.is_none() {
+        if !servers.is_empty() && cli.port.is_none() && cli.command_or_url.is_some() {
             return Err(ConfigError::NamedServersNeedPort);
         }
         let target = match cli.command_or_url.clone() {
@@ -134,7 +134,7 @@ impl Config {
             None => return Err(ConfigError::NoTarget),
         };
         let front = match (&target, cli.port) {
-            (Some(Target::Url(_)), None) => Front::Stdio,
+            (Some(Target::Url(_)) | None, None) => Front::Stdio,
             (_, port) => Front::Http {
                 host: cli.host.clone(),
                 port: port.unwrap_or(0),

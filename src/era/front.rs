@@ -112,6 +112,11 @@ impl ModernFront {
     async fn hub(&self) -> Result<Arc<Hub>, String> {
         match &self.backend {
             Backend::Shared(h) => Ok(h.clone()),
+            Backend::Catalog(_) => Err(format!(
+                "the merged view of several servers does not serve protocol revision {} yet; \
+                 use /servers/NAME/mcp",
+                super::MODERN
+            )),
             Backend::PerSession { target, options } => {
                 let mut slot = self.own_hub.lock().await;
                 // A hub starts its server again by itself when the link ends.

@@ -5,6 +5,7 @@
 //! - [`hub::Hub`]: one upstream link shared by many sessions; ids and progress tokens are
 //!   remapped so that every answer, notification and server request reaches the right session.
 
+pub mod catalog;
 pub mod hub;
 pub mod pipe;
 
@@ -110,6 +111,8 @@ pub enum Backend {
     },
     /// All sessions share one link.
     Shared(Arc<hub::Hub>),
+    /// Many servers merged.
+    Catalog(Arc<catalog::Catalog>),
 }
 
 impl Backend {
@@ -119,6 +122,7 @@ impl Backend {
                 .await
                 .map(Route::Pipe),
             Backend::Shared(hub) => Ok(Route::Shared(hub.attach(tx))),
+            Backend::Catalog(c) => Ok(Route::Catalog(Box::new(Box::pin(c.attach(tx)).await))),
         }
     }
 
@@ -132,7 +136,7 @@ impl Backend {
             return self.open(tx).await;
         };
         let (wrapped, lists) = c.wrap(tx.clone());
-        let inner = self.open(wrapped).await?;
+        let inner = Box::pin(self.open(wrapped)).await?;
         Ok(Route::Curated {
             inner: Box::new(inner),
             curation: c.clone(),
@@ -143,8 +147,10 @@ impl Backend {
 
     /// End shared links (per-session ones end with their sessions).
     pub async fn shutdown(&self) {
-        if let Backend::Shared(hub) = self {
-            hub.shutdown().await;
+        match self {
+            Backend::Shared(hub) => hub.shutdown().await,
+            Backend::Catalog(c) => Box::pin(c.shutdown()).await,
+            Backend::PerSession { .. } => {}
         }
     }
 }
@@ -153,6 +159,7 @@ impl Backend {
 pub enum Route {
     Pipe(pipe::Pipe),
     Shared(hub::HubSession),
+    Catalog(Box<catalog::CatalogSession>),
     /// Tool curation in front of another route: hidden tools are refused here, and the
     /// answers to `tools/list` are rewritten on their way to the client.
     Curated {
@@ -168,6 +175,7 @@ impl Route {
         match self {
             Route::Pipe(p) => p.send(msg).await,
             Route::Shared(s) => s.send(msg).await,
+            Route::Catalog(c) => Box::pin(c.send(msg)).await,
             Route::Curated {
                 inner,
                 curation,
@@ -195,6 +203,7 @@ impl Route {
         match self {
             Route::Pipe(p) => p.close().await,
             Route::Shared(s) => s.close(),
+            Route::Catalog(c) => Box::pin(c.close()).await,
             Route::Curated { inner, .. } => Box::pin(inner.close()).await,
         }
     }

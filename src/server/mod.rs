@@ -139,6 +139,7 @@ async fn status(
                     crate::route::hub::Status::Failed(why) => ("failed", Some(why)),
                 },
                 Backend::PerSession { .. } => ("per-session", None),
+                Backend::Catalog(_) => ("merged", None),
             };
             let protocol = match &state.backend {
                 Backend::Shared(hub) if hub.upstream_modern() => Some(crate::era::MODERN),
@@ -146,7 +147,7 @@ async fn status(
                     crate::route::hub::Status::Ready(_) => Some("session-based"),
                     _ => None,
                 },
-                Backend::PerSession { .. } => None,
+                Backend::PerSession { .. } | Backend::Catalog(_) => None,
             };
             serde_json::json!({
                 "name": name,
@@ -157,7 +158,7 @@ async fn status(
                 "sessions": state.streamable.len() + state.sse.len(),
                 "restarts": match &state.backend {
                     Backend::Shared(hub) => hub.restarts(),
-                    Backend::PerSession { .. } => 0,
+                    Backend::PerSession { .. } | Backend::Catalog(_) => 0,
                 },
                 "parkedCalls": state.modern.parked_calls(),
             })

@@ -24,6 +24,12 @@ MODERN = "2026-07-28"
 WATCHED = "test://watched"
 TIMEOUT = 30
 RESULTS: list[tuple[str, bool, str]] = []
+PREFIX = ""
+
+
+def t(name: str) -> str:
+    """A tool's name as the client sees it (behind a merged view: prefixed)."""
+    return PREFIX + name
 
 
 def check(name: str, ok: bool, detail: str = "") -> None:
@@ -341,7 +347,11 @@ async def legacy_scenario(url: str | None, argv: list[str] | None) -> None:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work/era", name="era")])
 
     async with AsyncExitStack() as stack:
-        if url:
+        if url and url.rstrip("/").endswith("/sse"):
+            from mcp.client.sse import sse_client
+
+            read, write = await stack.enter_async_context(sse_client(url))
+        elif url:
             read, write, _ = await stack.enter_async_context(streamablehttp_client(url))
         else:
             params = StdioServerParameters(command=argv[0], args=argv[1:])
@@ -352,26 +362,26 @@ async def legacy_scenario(url: str | None, argv: list[str] | None) -> None:
         init = await s.initialize()
         check("initialize", init.serverInfo.name != "", f"{init.serverInfo.name} {init.protocolVersion}")
         tools = await s.list_tools()
-        check("tools/list", {"echo", "ask", "sample", "slow", "change"} <= {t.name for t in tools.tools})
-        r = await s.call_tool("echo", {"text": "hi"})
+        check("tools/list", {t(n) for n in ("echo", "ask", "sample", "slow", "change")} <= {x.name for x in tools.tools})
+        r = await s.call_tool(t("echo"), {"text": "hi"})
         check("tools/call", text_of(r.model_dump()) == "hi")
-        r = await s.call_tool("ask", {})
+        r = await s.call_tool(t("ask"), {})
         check("elicitation", text_of(r.model_dump()) == "hello Ada", text_of(r.model_dump()))
-        r = await s.call_tool("sample", {})
+        r = await s.call_tool(t("sample"), {})
         check("sampling", text_of(r.model_dump()) == "model said: Paris", text_of(r.model_dump()))
-        r = await s.call_tool("roots", {})
+        r = await s.call_tool(t("roots"), {})
         check("roots", text_of(r.model_dump()) == "roots: file:///work/era", text_of(r.model_dump()))
         progress: list = []
 
         async def on_progress(p, total, message):
             progress.append(p)
 
-        r = await s.call_tool("slow", {}, progress_callback=on_progress)
+        r = await s.call_tool(t("slow"), {}, progress_callback=on_progress)
         check("progress", text_of(r.model_dump()) == "done" and len(progress) >= 1, f"{len(progress)} notifications")
         await s.send_ping()
         check("ping", True)
         await s.subscribe_resource(WATCHED)
-        await s.call_tool("change", {})
+        await s.call_tool(t("change"), {})
         try:
             await asyncio.wait_for(asyncio.gather(changed.wait(), updated.wait()), TIMEOUT)
             check("list_changed and resource update", updates == [WATCHED], ",".join(updates))
@@ -383,9 +393,12 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--era", choices=["legacy", "modern"], required=True)
     parser.add_argument("--url")
+    parser.add_argument("--prefix", default="", help="tool names carry this prefix (a merged view, e.g. `legacy--`)")
     parser.add_argument("--stdio", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     try:
+        global PREFIX
+        PREFIX = args.prefix
         if args.era == "legacy":
             await legacy_scenario(args.url, args.stdio)
         else:

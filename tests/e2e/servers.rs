@@ -92,9 +92,6 @@ async fn servers_from_a_config_file_are_served_by_name() {
         "{}",
         String::from_utf8_lossy(&first)
     );
-    // No server is given for /mcp itself.
-    let root = post(&proxy.url("/mcp"), None, "{}", &[]).await;
-    assert_eq!(root.status, 404);
     let status: serde_json::Value = reqwest::get(proxy.url("/status"))
         .await
         .expect("status")
@@ -180,10 +177,15 @@ fn a_broken_config_file_stops_everything_with_one_line() {
         .spawn()
         .expect("spawn");
     assert_eq!(child.wait().expect("exit").code(), Some(2));
-    // Named servers need HTTP.
+    // On stdio, named servers are served merged, and nothing else.
     let (ok, out) = run_to_end(
         BIN,
-        &["--named-server".into(), "a".into(), "x".into()],
+        &[
+            "--named-server".into(),
+            "a".into(),
+            "x".into(),
+            "https://example.com/mcp".into(),
+        ],
         Duration::from_secs(10),
     );
     assert!(!ok && out.contains("--port"), "{out}");
@@ -276,4 +278,90 @@ async fn tools_are_hidden_renamed_and_refused_as_configured() {
     )
     .await;
     assert_eq!(refused.json()["error"]["code"], -32602, "{}", refused.body);
+}
+
+/// A config file with the demo server and the SDK 1.x era server, as a path.
+fn two_servers() -> String {
+    write(
+        "merged",
+        &format!(
+            r#"{{ "mcpServers": {{
+    "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+    "legacy": {{ "command": "{py}", "args": ["{era}", "--era", "legacy"] }},
+}} }}"#,
+            py = python(),
+            era = era_server(),
+        ),
+    )
+}
+
+fn era_client(target: Vec<String>, what: &str) {
+    let mut args = vec![
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients/era_client.py")
+            .display()
+            .to_string(),
+        "--era".into(),
+        "legacy".into(),
+        "--prefix".into(),
+        "legacy--".into(),
+    ];
+    args.extend(target);
+    let (ok, out) = run_to_end(&python(), &args, Duration::from_secs(90));
+    assert!(ok, "{what}:\n{out}");
+}
+
+/// Every server merged at /mcp, /sse and on stdio: the SDK client reaches the era server's
+/// tools as `legacy--NAME`, with elicitation, sampling, roots, progress, list_changed and a
+/// resource update all passing through the merge.
+#[tokio::test]
+async fn servers_are_merged_at_the_root_and_on_stdio() {
+    let config = two_servers();
+    let proxy = Proxy::start(&["--config", &config]);
+    era_client(vec!["--url".into(), proxy.url("/mcp")], "merged /mcp");
+    era_client(vec!["--url".into(), proxy.url("/sse")], "merged /sse");
+    // Both servers' tools, namespaced, in one list.
+    let sid = session(&proxy.url("/mcp")).await;
+    let list = post(
+        &proxy.url("/mcp"),
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let tools = list.json()["result"]["tools"].to_string();
+    assert!(
+        tools.contains("\"demo--echo\"") && tools.contains("\"legacy--echo\""),
+        "{tools}"
+    );
+    let r = post(
+        &proxy.url("/mcp"),
+        Some(&sid),
+        &call(
+            3,
+            "demo--echo",
+            serde_json::json!({"message": "through the merge"}),
+        ),
+        &[],
+    )
+    .await;
+    assert!(r.body.contains("through the merge"), "{}", r.body);
+    let r = post(
+        &proxy.url("/mcp"),
+        Some(&sid),
+        &call(4, "nope--x", serde_json::json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(r.json()["error"]["code"], -32602, "{}", r.body);
+    // Claude Desktop style: the proxy on stdio, every server behind it.
+    era_client(
+        vec![
+            "--stdio".into(),
+            BIN.into(),
+            "--config".into(),
+            config.clone(),
+        ],
+        "merged on stdio",
+    );
 }
