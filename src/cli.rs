@@ -139,8 +139,9 @@ pub struct Cli {
     pub replay_buffer: usize,
 
     // === several servers ===
-    /// An mcpServers file (as Claude Desktop and Cursor write it): each server is served at
-    /// /servers/NAME/mcp and /servers/NAME/sse (needs --port).
+    /// An mcpServers file (as Claude Desktop and Cursor write it): each server at
+    /// /servers/NAME/mcp and /servers/NAME/sse, all merged at /mcp and /sse (or on stdio
+    /// without --port).
     #[arg(
         long,
         alias = "named-server-config",
