@@ -365,3 +365,67 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
         "merged on stdio",
     );
 }
+
+/// A server that takes too long to list its tools is left out of the merged list after its
+/// timeout; the others' tools come without waiting for it.
+#[tokio::test]
+async fn a_slow_server_does_not_hold_up_the_merged_list() {
+    let config = write(
+        "slow",
+        &format!(
+            r#"{{ "mcpServers": {{
+    "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+    "slow": {{ "command": "{py}", "args": ["{era}", "--era", "legacy", "--slow-lists", "30"], "timeout": 1 }},
+}} }}"#,
+            py = python(),
+            era = era_server(),
+        ),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let url = proxy.url("/mcp");
+    // Wait for both servers to be up.
+    for _ in 0..100 {
+        let s: serde_json::Value = reqwest::get(proxy.url("/status"))
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        let ready = s["servers"]
+            .as_array()
+            .is_some_and(|a| a.iter().filter(|x| x["state"] == "ready").count() == 2);
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sid = session(&url).await;
+    let started = std::time::Instant::now();
+    let list = post(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let took = started.elapsed();
+    let tools = list.json()["result"]["tools"].to_string();
+    assert!(
+        tools.contains("\"demo--echo\"") && !tools.contains("slow--"),
+        "{tools}"
+    );
+    assert!(took < Duration::from_secs(5), "the list took {took:?}");
+    // The other server's calls go on meanwhile.
+    let r = post(
+        &url,
+        Some(&sid),
+        &call(
+            3,
+            "demo--echo",
+            serde_json::json!({"message": "not held up"}),
+        ),
+        &[],
+    )
+    .await;
+    assert!(r.body.contains("not held up"), "{}", r.body);
+}

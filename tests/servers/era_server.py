@@ -61,6 +61,9 @@ def text(t: str) -> dict:
 # ======================================================================================
 
 
+SLOW_LISTS = 0.0
+
+
 def legacy_server():
     import mcp.types as types
     from mcp.server.lowlevel import NotificationOptions, Server
@@ -69,6 +72,8 @@ def legacy_server():
 
     @server.list_tools()
     async def list_tools():
+        if SLOW_LISTS:
+            await asyncio.sleep(SLOW_LISTS)
         return [types.Tool(**t) for t in TOOLS]
 
     @server.call_tool()
@@ -486,7 +491,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--era", choices=["legacy", "modern"], required=True)
     parser.add_argument("--port", type=int, help="serve Streamable HTTP on this port instead of stdio")
+    parser.add_argument("--slow-lists", type=float, default=0.0, help="answer tools/list after this many seconds (legacy)")
     args = parser.parse_args()
+    global SLOW_LISTS
+    SLOW_LISTS = args.slow_lists
     if args.era == "legacy":
         run_legacy(args.port)
     elif args.port:
