@@ -7,6 +7,8 @@
 //! - mcp-proxy serving the echo server over Streamable HTTP, and over HTTP+SSE;
 //! - `mcp-proxy URL`: stdio in front of a remote server (the HTTP floor);
 //! - `tools/call` for each client era × server era pair, translated or passed through;
+//! - the merged view of 1 and 20 servers of 50 tools: merged `tools/list`, gathered and then
+//!   cached, `tools/call` through the merge, and the proxy's memory per configured server;
 //! - the Python `mcp-proxy` and `supergateway` (stateful), set up the same way, when
 //!   `scripts/install-bench-peers` has installed them.
 //!
@@ -569,6 +571,118 @@ fn proxy_before_demo(server_era: &str) -> (Child, u16) {
     (spawn(BIN, &args), port)
 }
 
+// === the gateway ===
+
+/// A config file of `n` demo servers with `tools` tools each; its path.
+fn gateway_config(n: usize, tools: usize) -> String {
+    let servers: Vec<String> = (1..=n)
+        .map(|k| {
+            format!(
+                r#""s{k}": {{ "command": "{BIN}", "args": ["--demo-server", "--demo-tools", "{}"] }}"#,
+                tools.saturating_sub(9)
+            )
+        })
+        .collect();
+    let path =
+        std::env::temp_dir().join(format!("mcp-proxy-bench-{n}-{}.json", std::process::id()));
+    let text = format!("{{ \"mcpServers\": {{ {} }} }}", servers.join(",\n"));
+    std::fs::write(&path, text).expect("config");
+    path.display().to_string()
+}
+
+/// The proxy's own memory: resident anonymous pages (code shared with the children aside).
+fn anon_mib(pid: u32) -> f64 {
+    status_field(pid, "RssAnon:")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Merged `tools/list` over `n` servers of 50 tools: first (gathered) and later (cached)
+/// answers; `tools/call` through the merge; the proxy's memory per configured server.
+async fn gateway_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
+    let mut out = vec![];
+    let mut anon = vec![];
+    for n in [1usize, 20] {
+        let port = free_port();
+        let config = gateway_config(n, 50);
+        let mut server = spawn(
+            BIN,
+            &[
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "warn",
+                "--config",
+                &config,
+            ],
+        );
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let http = client();
+        let start = Instant::now();
+        let sid = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no answer at {url}"
+            );
+            if let Ok(sid) = open(&http, &url).await {
+                break sid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+        let t = Instant::now();
+        let first = post(&http, &url, sid.as_deref(), list.to_owned()).await;
+        let cold = t.elapsed();
+        let count = first
+            .as_ref()
+            .map(|(_, b)| b.matches("\"name\":\"s").count())
+            .unwrap_or(0);
+        if count != n * 50 {
+            wrong.fetch_add(1, Ordering::Relaxed);
+            eprintln!("merged list of {n} servers has {count} tools");
+        }
+        let mut warm = vec![];
+        for _ in 0..200 {
+            let t = Instant::now();
+            let _ = post(&http, &url, sid.as_deref(), list.to_owned()).await;
+            warm.push(t.elapsed());
+        }
+        let mut lat = vec![];
+        for i in 1..=calls {
+            let msg = message(i, 16);
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"s1--echo","arguments":{{"message":"{msg}"}}}}}}"#
+            );
+            let t = Instant::now();
+            let ok = matches!(post(&http, &url, sid.as_deref(), body).await, Ok((_, b)) if answers(&b, i, &msg));
+            lat.push(t.elapsed());
+            if !ok {
+                wrong.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        anon.push((n, anon_mib(server.id())));
+        out.push(format!(
+            "| {n} × 50 tools | {} | {cold:.1?} | {:.0?} | {:.0?} | {:.0?} | {:.1} |",
+            n * 50,
+            pct(&mut warm, 0.5),
+            pct(&mut warm, 0.99),
+            pct(&mut lat, 0.5),
+            anon_mib(server.id()),
+        ));
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    if let [(1, one), (20, twenty)] = anon[..] {
+        out.push(format!(
+            "proxy's own memory per configured server (RssAnon, 20 servers vs 1): {:.2} MiB",
+            (twenty - one) / 19.0
+        ));
+    }
+    out
+}
+
 // === protocol eras ===
 
 const MODERN_META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}"#;
@@ -848,6 +962,11 @@ async fn main() {
             None => eprintln!("supergateway not installed: run scripts/install-bench-peers"),
         }
     }
+    let gateway = if wanted("merged") {
+        gateway_rows(calls, &wrong).await
+    } else {
+        vec![]
+    };
     let mut eras = vec![];
     if wanted("era") {
         for (c, srv) in [
@@ -911,6 +1030,18 @@ async fn main() {
         println!("| --- | --- | --- | --- | --- |");
         for e in &eras {
             println!("{e}");
+        }
+    }
+    if !gateway.is_empty() {
+        println!();
+        println!("The merged view (`--config`, demo servers of 50 tools each):");
+        println!();
+        println!(
+            "| servers | tools | first merged tools/list | later tools/list p50 | p99 | tools/call p50 through the merge | proxy RssAnon MiB |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        for g in &gateway {
+            println!("{g}");
         }
     }
     println!("wrong answers in all: {}", wrong.load(Ordering::Relaxed));

@@ -224,6 +224,10 @@ pub struct Cli {
     /// things out and for benchmarks).
     #[arg(long)]
     pub demo_server: bool,
+
+    /// With --demo-server: that many extra tools (for benchmarks of large lists).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub demo_tools: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -25,6 +25,7 @@ use crate::transport::stdio::{Line, own_stdin, own_stdout, read_line, write_line
 type Waiters = Arc<Mutex<HashMap<Id, oneshot::Sender<Message>>>>;
 
 struct Demo {
+    extra_tools: usize,
     out: mpsc::Sender<Message>,
     waiters: Waiters,
     next: std::sync::atomic::AtomicU64,
@@ -33,10 +34,13 @@ struct Demo {
     cancelled: std::sync::atomic::AtomicU64,
 }
 
-pub async fn run() {
+/// `extra_tools`: that many more tools (`tool_1`, …, each answering its own name), for
+/// benchmarks of large lists.
+pub async fn run(extra_tools: usize) {
     let (out, rx) = mpsc::channel::<Message>(256);
     let writer = tokio::spawn(write_lines(own_stdout(), rx, |_, _| {}));
     let demo = Arc::new(Demo {
+        extra_tools,
         out,
         waiters: Default::default(),
         next: Default::default(),
@@ -278,7 +282,7 @@ impl Demo {
                 });
                 Ok(json!({}))
             }
-            "tools/list" => Ok(json!({ "tools": tools() })),
+            "tools/list" => Ok(json!({ "tools": tools(self.extra_tools) })),
             "tools/call" => self.call(&params, msg, modern).await,
             "resources/list" => Ok(json!({ "resources": [
                 { "uri": "demo://readme", "name": "readme", "mimeType": "text/plain" }
@@ -433,14 +437,22 @@ impl Demo {
                 };
                 Ok(text(format!("roots: {}", r["roots"])))
             }
+            extra
+                if extra
+                    .strip_prefix("tool_")
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .is_some_and(|k| k >= 1 && k <= self.extra_tools) =>
+            {
+                Ok(text(extra))
+            }
             other => Err((code::INVALID_PARAMS, format!("Unknown tool: {other}"))),
         }
     }
 }
 
-fn tools() -> Value {
+fn tools(extra: usize) -> Value {
     let obj = |props: Value, req: &[&str]| json!({ "type": "object", "properties": props, "required": req });
-    json!([
+    let mut list = json!([
         { "name": "echo", "description": "Returns the message", "inputSchema": obj(json!({ "message": { "type": "string" } }), &["message"]) },
         { "name": "add", "description": "Adds two numbers", "inputSchema": obj(json!({ "a": { "type": "number" }, "b": { "type": "number" } }), &["a", "b"]) },
         { "name": "blob", "description": "Returns a text of N bytes", "inputSchema": obj(json!({ "bytes": { "type": "integer" } }), &[]) },
@@ -450,5 +462,15 @@ fn tools() -> Value {
         { "name": "roots", "description": "Lists the client's roots", "inputSchema": obj(json!({}), &[]) },
         { "name": "stats", "description": "Counts requests cancelled by clients", "inputSchema": obj(json!({}), &[]) },
         { "name": "crash", "description": "Exits the server process with a status", "inputSchema": obj(json!({ "status": { "type": "integer" } }), &[]) },
-    ])
+    ]);
+    if let Value::Array(tools) = &mut list {
+        for k in 1..=extra {
+            tools.push(json!({
+                "name": format!("tool_{k}"),
+                "description": format!("Extra tool number {k}; answers its name"),
+                "inputSchema": obj(json!({}), &[]),
+            }));
+        }
+    }
+    list
 }

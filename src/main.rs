@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.demo_server {
-        runtime.block_on(mcp_proxy::demo::run());
+        runtime.block_on(mcp_proxy::demo::run(cli.demo_tools));
         return ExitCode::SUCCESS;
     }
     init_logging(&cli);

@@ -5,7 +5,8 @@
 //! the list timeout, and merged: tool and prompt names become `SERVER--NAME` (kept to the
 //! 64 characters `[A-Za-z0-9_-]` that clients accept; a collision gets a numbered suffix,
 //! in config order, and is logged), resources keep their URIs and are routed by owner.
-//! Calls go to the member that owns the name or URI, with the client's own id, so answers,
+//! Each member's lists are kept until it sends `list_changed`, so a merged list costs no
+//! round trip when nothing changed. Calls go to the member that owns the name or URI, with the client's own id, so answers,
 //! progress and cancellations need no remapping; requests a member server sends (sampling,
 //! elicitation, roots) get an id of the session's own so that the answer finds that member.
 
@@ -48,6 +49,8 @@ pub struct Catalog {
     members: Vec<Member>,
     separator: String,
     names: Mutex<Names>,
+    /// Each member's last answer to each list (all pages), until it says the list changed.
+    cache: Mutex<HashMap<(usize, String), Vec<Value>>>,
 }
 
 impl Catalog {
@@ -56,6 +59,7 @@ impl Catalog {
             members,
             separator: separator.to_owned(),
             names: Default::default(),
+            cache: Default::default(),
         })
     }
 
@@ -68,6 +72,7 @@ impl Catalog {
         let shared = Arc::new(Shared {
             client,
             state: Mutex::new(State::default()),
+            catalog: Arc::downgrade(self),
         });
         let mut subs = vec![];
         for (i, m) in self.members.iter().enumerate() {
@@ -92,6 +97,19 @@ impl Catalog {
     pub async fn shutdown(&self) {
         for m in &self.members {
             m.backend.shutdown().await;
+        }
+    }
+
+    /// Forget member `i`'s cached lists of the kind a `list_changed` notification names.
+    fn invalidate(&self, i: usize, notification: &str) {
+        let list = match notification {
+            "notifications/tools/list_changed" => "tools/list",
+            "notifications/prompts/list_changed" => "prompts/list",
+            "notifications/resources/list_changed" => "resources/",
+            _ => return,
+        };
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|(m, method), _| !(*m == i && method.starts_with(list)));
         }
     }
 
@@ -179,6 +197,7 @@ pub fn merged_name(server: &str, name: &str, separator: &str, taken: &HashSet<St
 struct Shared {
     client: SessionTx,
     state: Mutex<State>,
+    catalog: Weak<Catalog>,
 }
 
 #[derive(Default)]
@@ -216,6 +235,10 @@ fn from_member(shared: &Weak<Shared>, i: usize, o: Outgoing) -> Filed {
             let mine = Id::string(&format!("mcp-proxy-s{i}-{}", st.next));
             st.server_requests.insert(mine.clone(), (i, id));
             msg.set_id(&mine);
+        } else if let Some(m) = msg.method().filter(|m| m.ends_with("/list_changed")) {
+            if let Some(c) = sh.catalog.upgrade() {
+                c.invalidate(i, m);
+            }
         } else if msg.method() == Some("notifications/cancelled")
             && let Some(theirs) = msg.cancelled_request_id()
         {
@@ -320,6 +343,15 @@ impl CatalogSession {
         let mut items: Vec<Vec<Value>> = vec![vec![]; self.subs.len()];
         let mut cursors: Vec<Option<Value>> = vec![None; self.subs.len()];
         let mut open: Vec<bool> = self.subs.iter().map(Option::is_some).collect();
+        // Lists a member has not said changed come from the cache.
+        if let Ok(cache) = self.catalog.cache.lock() {
+            for (i, slot) in items.iter_mut().enumerate() {
+                if let Some(cached) = cache.get(&(i, method.to_owned())) {
+                    *slot = cached.clone();
+                    open[i] = false;
+                }
+            }
+        }
         for _ in 0..MAX_PAGES {
             if !open.iter().any(|o| *o) {
                 break;
@@ -345,6 +377,11 @@ impl CatalogSession {
                 }
                 cursors[i] = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
                 open[i] = cursors[i].is_some();
+                if !open[i]
+                    && let Ok(mut cache) = self.catalog.cache.lock()
+                {
+                    cache.insert((i, method.to_owned()), items[i].clone());
+                }
             }
         }
         items
