@@ -24,6 +24,8 @@ use crate::route::hub::{LATEST_LEGACY, negotiate};
 
 /// Longest tool or prompt name clients accept.
 const MAX_NAME: usize = 64;
+/// The server capabilities the merged view routes.
+const ROUTED: &[&str] = &["tools", "prompts", "resources", "logging", "completions"];
 /// Pages fetched from one member for one list, at most.
 const MAX_PAGES: usize = 100;
 
@@ -156,6 +158,24 @@ impl Catalog {
 enum Kind {
     Tool,
     Prompt,
+}
+
+/// Merge capability `more` into `have`: objects member by member, flags by "or".
+fn union(have: &mut Value, more: &Value) {
+    match (have, more) {
+        (Value::Object(h), Value::Object(m)) => {
+            for (k, v) in m {
+                match h.get_mut(k) {
+                    Some(slot) => union(slot, v),
+                    None => {
+                        h.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Bool(h), Value::Bool(m)) => *h |= *m,
+        _ => {}
+    }
 }
 
 /// `SERVER--NAME`, in the characters and length clients accept, not in `taken`.
@@ -548,14 +568,12 @@ impl CatalogSession {
                 continue;
             };
             if let Some(Value::Object(c)) = result.get("capabilities") {
-                for (k, v) in c {
-                    let slot = caps.entry(k.clone()).or_insert_with(|| json!({}));
-                    if let (Value::Object(have), Value::Object(more)) = (slot, v) {
-                        for (kk, vv) in more {
-                            let entry = have.entry(kk.clone()).or_insert(Value::Bool(false));
-                            if vv == &Value::Bool(true) || !entry.is_boolean() {
-                                *entry = vv.clone();
-                            }
+                // Only what the merged view routes (tasks and extensions are not, yet).
+                for (k, v) in c.iter().filter(|(k, _)| ROUTED.contains(&k.as_str())) {
+                    match caps.get_mut(k) {
+                        Some(have) => union(have, v),
+                        None => {
+                            caps.insert(k.clone(), v.clone());
                         }
                     }
                 }
@@ -679,6 +697,18 @@ impl CatalogSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_are_united() {
+        let mut a = json!({ "tools": { "listChanged": false }, "tasks": { "list": {} } });
+        union(
+            &mut a,
+            &json!({ "tools": { "listChanged": true }, "tasks": { "cancel": {} }, "logging": {} }),
+        );
+        assert_eq!(a["tools"]["listChanged"], true);
+        assert!(a["tasks"]["list"].is_object() && a["tasks"]["cancel"].is_object());
+        assert!(a["logging"].is_object());
+    }
 
     #[test]
     fn names_are_namespaced_clean_short_and_unique() {

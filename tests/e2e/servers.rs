@@ -429,3 +429,118 @@ async fn a_slow_server_does_not_hold_up_the_merged_list() {
     .await;
     assert!(r.body.contains("not held up"), "{}", r.body);
 }
+
+/// The gateway with four kinds of server at once: server-everything and mcp-server-time on
+/// stdio, the era server remote over Streamable HTTP, and server-everything remote over
+/// HTTP+SSE. The SDK client runs its whole scenario against the era server's tools through the
+/// merge over /mcp, /sse and stdio, and every other server answers a call through it too.
+#[tokio::test]
+async fn four_kinds_of_server_behind_one_endpoint() {
+    let era_port = free_port();
+    let _era = Running::spawn(
+        &python(),
+        &[
+            era_server(),
+            "--era".into(),
+            "legacy".into(),
+            "--port".into(),
+            era_port.to_string(),
+        ],
+        &[],
+    );
+    let sse_port = free_port();
+    let mut ev = everything();
+    let node = ev.remove(0);
+    ev.push("sse".into());
+    let _sse = Running::spawn(&node, &ev, &[("PORT", sse_port.to_string())]);
+    wait_port(era_port, Duration::from_secs(30));
+    wait_port(sse_port, Duration::from_secs(30));
+    let everything_js = everything()[1].clone();
+    let time = peers()
+        .join("venv/bin/mcp-server-time")
+        .display()
+        .to_string();
+    let config = write(
+        "four",
+        &format!(
+            r#"{{ "mcpServers": {{
+    "everything": {{ "command": "{node}", "args": ["{everything_js}", "stdio"] }},
+    "time": {{ "command": "{time}", "args": ["--local-timezone", "UTC"] }},
+    "era": {{ "url": "http://127.0.0.1:{era_port}/mcp" }},
+    "remote": {{ "url": "http://127.0.0.1:{sse_port}/sse", "type": "sse" }},
+}} }}"#
+        ),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    for (target, what) in [
+        (vec!["--url".into(), proxy.url("/mcp")], "/mcp"),
+        (vec!["--url".into(), proxy.url("/sse")], "/sse"),
+        (
+            vec![
+                "--stdio".into(),
+                BIN.into(),
+                "--config".into(),
+                config.clone(),
+            ],
+            "stdio",
+        ),
+    ] {
+        let mut args = vec![
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients/era_client.py")
+                .display()
+                .to_string(),
+            "--era".into(),
+            "legacy".into(),
+            "--prefix".into(),
+            "era--".into(),
+        ];
+        args.extend(target);
+        let (ok, out) = run_to_end(&python(), &args, Duration::from_secs(120));
+        assert!(ok, "gateway over {what}:\n{out}");
+    }
+    let url = proxy.url("/mcp");
+    let sid = session(&url).await;
+    let list = post(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let tools = list.json()["result"]["tools"].to_string();
+    for name in [
+        "everything--echo",
+        "time--get_current_time",
+        "era--ask",
+        "remote--echo",
+    ] {
+        assert!(
+            tools.contains(&format!("\"{name}\"")),
+            "{name} missing: {tools}"
+        );
+    }
+    for (id, name, args, expect) in [
+        (
+            2,
+            "everything--echo",
+            serde_json::json!({"message": "via stdio"}),
+            "via stdio",
+        ),
+        (
+            3,
+            "remote--echo",
+            serde_json::json!({"message": "via sse"}),
+            "via sse",
+        ),
+        (
+            4,
+            "time--get_current_time",
+            serde_json::json!({"timezone": "UTC"}),
+            "UTC",
+        ),
+    ] {
+        let r = post(&url, Some(&sid), &call(id, name, args), &[]).await;
+        assert!(r.body.contains(expect), "{name}: {}", r.body);
+    }
+}
