@@ -29,6 +29,8 @@ TIMEOUT = timedelta(seconds=30)
 # calls are then made one client at a time (--take-turns); with --per-client they need not be.
 TURNS = asyncio.Lock()
 TAKE_TURNS = False
+# Behind a merged view, tool and prompt names carry the server's prefix (`everything--`).
+P = ""
 
 
 @asynccontextmanager
@@ -93,17 +95,17 @@ async def scenario(session: ClientSession, c: Client, report, slow: bool):
     report("initialize", bool(init.serverInfo.name), init.serverInfo.name)
 
     tools = {t.name for t in (await session.list_tools()).tools}
-    wanted = {"echo", "get-sum", "trigger-long-running-operation", "trigger-sampling-request",
-              "trigger-elicitation-request", "get-roots-list"}
+    wanted = {P + n for n in ("echo", "get-sum", "trigger-long-running-operation", "trigger-sampling-request",
+                              "trigger-elicitation-request", "get-roots-list")}
     report("tools/list", wanted <= tools, f"missing {sorted(wanted - tools)}")
 
-    r = await session.call_tool("echo", {"message": f"hello {c.tag}"})
+    r = await session.call_tool(P + "echo", {"message": f"hello {c.tag}"})
     report("tools/call echo", f"hello {c.tag}" in text_of(r), text_of(r))
 
-    r = await session.call_tool("get-sum", {"a": 2, "b": 40})
+    r = await session.call_tool(P + "get-sum", {"a": 2, "b": 40})
     report("tools/call get-sum", "42" in text_of(r), text_of(r))
 
-    r = await session.call_tool("no-such-tool", {})
+    r = await session.call_tool(P + "no-such-tool", {})
     report("unknown tool is an error", r.isError or "not found" in text_of(r).lower(), text_of(r))
 
     progress = []
@@ -111,20 +113,20 @@ async def scenario(session: ClientSession, c: Client, report, slow: bool):
     async def on_progress(p, total, message):
         progress.append(p)
 
-    r = await session.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 3},
+    r = await session.call_tool(P + "trigger-long-running-operation", {"duration": 1, "steps": 3},
                                 progress_callback=on_progress)
     report("progress", len(progress) >= 3 and not r.isError, f"{len(progress)} progress notifications")
 
     async with turn():
-        r = await session.call_tool("trigger-sampling-request", {"prompt": "hi", "maxTokens": 10})
+        r = await session.call_tool(P + "trigger-sampling-request", {"prompt": "hi", "maxTokens": 10})
     report("sampling", f"reply-from-{c.tag}" in text_of(r), text_of(r)[:200])
 
     async with turn():
-        r = await session.call_tool("trigger-elicitation-request", {})
+        r = await session.call_tool(P + "trigger-elicitation-request", {})
     report("elicitation", f"user-{c.tag}" in text_of(r), text_of(r)[:200])
 
     async with turn():
-        r = await session.call_tool("get-roots-list", {})
+        r = await session.call_tool(P + "get-roots-list", {})
     report("roots", f"file:///roots/{c.tag}" in text_of(r), text_of(r)[:200])
 
     resources = (await session.list_resources()).resources
@@ -142,11 +144,11 @@ async def scenario(session: ClientSession, c: Client, report, slow: bool):
         report("resources/read (template)", len(read.contents) > 0, uri)
 
     prompts = {p.name for p in (await session.list_prompts()).prompts}
-    report("prompts/list", "simple-prompt" in prompts, str(sorted(prompts)))
-    p = await session.get_prompt("simple-prompt")
+    report("prompts/list", P + "simple-prompt" in prompts, str(sorted(prompts)))
+    p = await session.get_prompt(P + "simple-prompt")
     report("prompts/get", len(p.messages) > 0, f"{len(p.messages)} messages")
 
-    comp = await session.complete(types.PromptReference(type="ref/prompt", name="completable-prompt"),
+    comp = await session.complete(types.PromptReference(type="ref/prompt", name=P + "completable-prompt"),
                                   {"name": "department", "value": "E"})
     report("completion/complete", len(comp.completion.values) > 0, str(comp.completion.values))
 
@@ -155,16 +157,16 @@ async def scenario(session: ClientSession, c: Client, report, slow: bool):
 
     if slow:
         await session.set_logging_level("debug")
-        await session.call_tool("toggle-simulated-logging", {})
+        await session.call_tool(P + "toggle-simulated-logging", {})
         got = await wait_for(lambda: len(c.logs) > 0, 15)
-        await session.call_tool("toggle-simulated-logging", {})
+        await session.call_tool(P + "toggle-simulated-logging", {})
         report("logging", got, f"{len(c.logs)} log messages")
 
         uri = str(resources[0].uri) if resources else "demo://resource/static/document/architecture.md"
         await session.subscribe_resource(uri)
-        await session.call_tool("toggle-subscriber-updates", {})
+        await session.call_tool(P + "toggle-subscriber-updates", {})
         got = await wait_for(lambda: len(c.updates) > 0, 15)
-        await session.call_tool("toggle-subscriber-updates", {})
+        await session.call_tool(P + "toggle-subscriber-updates", {})
         await session.unsubscribe_resource(uri)
         report("resources/subscribe + updated", got, f"{len(c.updates)} updates")
 
@@ -222,10 +224,12 @@ async def main():
     ap.add_argument("--quick", action="store_true", help="skip the checks that wait for timers")
     ap.add_argument("--take-turns", action="store_true",
                     help="make calls that trigger server requests one client at a time")
+    ap.add_argument("--prefix", default="", help="tool and prompt names carry this prefix")
     ap.add_argument("--stdio", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    global TAKE_TURNS
+    global TAKE_TURNS, P
     TAKE_TURNS = args.take_turns
+    P = args.prefix
     failures: list[str] = []
     tags = [chr(ord("A") + i) for i in range(args.clients)]
     # Sessions run side by side; the first one also runs the checks that wait for timers.

@@ -544,3 +544,38 @@ async fn four_kinds_of_server_behind_one_endpoint() {
         assert!(r.body.contains(expect), "{name}: {}", r.body);
     }
 }
+
+/// Two SDK clients on the merged view at once, each with answers of its own: sampling,
+/// elicitation and the rest reach only the client whose call caused them, and the whole
+/// server-everything scenario (resources, prompts, completion, logging, subscriptions) runs
+/// through the merge.
+#[test]
+fn two_clients_on_the_merged_view_get_their_own_server_requests() {
+    let everything_js = everything()[1].clone();
+    let node = node();
+    let config = write(
+        "two-clients",
+        &format!(
+            r#"{{ "mcpServers": {{
+    "everything": {{ "command": "{node}", "args": ["{everything_js}", "stdio"] }},
+    "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+}} }}"#
+        ),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let (ok, out) = run_to_end(
+        &python(),
+        &[
+            scenario(),
+            "--url".into(),
+            proxy.url("/mcp"),
+            "--clients".into(),
+            "2".into(),
+            "--take-turns".into(),
+            "--prefix".into(),
+            "everything--".into(),
+        ],
+        Duration::from_secs(240),
+    );
+    assert!(ok && out.contains("0 failed"), "{out}");
+}
