@@ -64,7 +64,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 list_timeout: s.timeout.unwrap_or(LIST_WAIT),
             })
             .collect();
-        let backend = Backend::Catalog(crate::route::catalog::Catalog::new(members, "--"));
+        let backend = Backend::Catalog(crate::route::catalog::Catalog::new(
+            members,
+            &config.separator,
+        ));
         let modern = crate::era::front::ModernFront::new(
             backend.clone(),
             None,

@@ -150,6 +150,15 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
+    /// What joins a server's name and a tool's or prompt's name in the merged view.
+    #[arg(
+        long,
+        default_value = "--",
+        value_name = "SEP",
+        help_heading = "Several servers"
+    )]
+    pub separator: String,
+
     /// A named stdio server: NAME and its command line in one argument. Repeatable.
     #[arg(long, num_args = 2, value_names = ["NAME", "COMMAND"], action = ArgAction::Append, help_heading = "Several servers")]
     pub named_server: Vec<String>,

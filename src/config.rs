@@ -22,6 +22,8 @@ pub struct Config {
     pub servers: Vec<crate::servers::ServerEntry>,
     /// Which tools clients see.
     pub tools: std::sync::Arc<crate::curation::Policy>,
+    /// Joins server and tool names in the merged view.
+    pub separator: String,
     pub front: Front,
     pub per_client: bool,
     pub stateless: bool,
@@ -64,6 +66,8 @@ pub enum ConfigError {
     DuplicateName(String),
     #[error("{0}")]
     ToolConfig(String),
+    #[error("invalid --separator `{0}`: use 1 to 4 of the characters A-Z a-z 0-9 _ -")]
+    BadSeparator(String),
 }
 
 pub fn parse_size(s: &str) -> Option<usize> {
@@ -143,10 +147,20 @@ impl Config {
         let guard = Guard::for_bind(&cli.host, &cli.allow_host, cli.allow_origin.clone());
         let tools = crate::curation::Policy::load(&cli.ignore_tool, cli.tool_config.as_deref())
             .map_err(ConfigError::ToolConfig)?;
+        let sep = &cli.separator;
+        if sep.is_empty()
+            || sep.len() > 4
+            || !sep
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::BadSeparator(sep.clone()));
+        }
         Ok(Config {
             target,
             servers,
             tools: std::sync::Arc::new(tools),
+            separator: cli.separator.clone(),
             front,
             per_client: cli.per_client,
             stateless: cli.stateless,

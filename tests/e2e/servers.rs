@@ -148,6 +148,22 @@ async fn named_servers_come_from_the_command_line() {
         .await;
         assert_eq!(init.status, 200, "{name}: {}", init.body);
     }
+    // Merged at the root, with a separator of one's own.
+    let proxy = Proxy::start(&["--separator", "__", "--named-server", "one", &demo]);
+    let url = proxy.url("/mcp");
+    let sid = session(&url).await;
+    let r = post(
+        &url,
+        Some(&sid),
+        &call(
+            2,
+            "one__echo",
+            serde_json::json!({"message": "joined by __"}),
+        ),
+        &[],
+    )
+    .await;
+    assert!(r.body.contains("joined by __"), "{}", r.body);
 }
 
 #[test]
