@@ -32,18 +32,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Err(e) => {
                 tracing::error!(server = %s.name, "{e:#}");
                 let backend = Backend::Shared(Hub::failed(format!("{e:#}"), route));
-                let modern = crate::era::front::ModernFront::new(
-                    backend.clone(),
-                    None,
-                    config.era.input_timeout,
-                    None,
-                );
-                mounts.push(server::Mount {
-                    name: Some(s.name.clone()),
-                    backend,
-                    curation: None,
-                    modern,
-                });
+                mounts.push(bare_mount(&config, Some(s.name.clone()), backend));
             }
         }
     }
@@ -68,18 +57,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             members,
             &config.separator,
         ));
-        let modern = crate::era::front::ModernFront::new(
-            backend.clone(),
-            None,
-            config.era.input_timeout,
-            None,
-        );
-        mounts.push(server::Mount {
-            name: None,
-            backend,
-            curation: None,
-            modern,
-        });
+        mounts.push(bare_mount(&config, None, backend));
     }
     match &config.front {
         Front::Stdio => {
@@ -143,6 +121,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         m.backend.shutdown().await;
     }
     Ok(())
+}
+
+/// A mount with no tool curation of its own (a failed server, the merged view).
+fn bare_mount(config: &Config, name: Option<String>, backend: Backend) -> server::Mount {
+    let modern =
+        crate::era::front::ModernFront::new(backend.clone(), None, config.era.input_timeout, None);
+    server::Mount {
+        name,
+        backend,
+        curation: None,
+        modern,
+    }
 }
 
 /// A server's backend, shared or per session, and its 2026-07-28 front.

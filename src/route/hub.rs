@@ -109,18 +109,7 @@ impl Hub {
             .await
             .map_err(|e| e.to_string())?;
         let (status_tx, status) = watch::channel(Status::Starting);
-        let hub = Arc::new(Hub {
-            tx: std::sync::RwLock::new(None),
-            state: Mutex::new(State::default()),
-            status,
-            next_session: Default::default(),
-            options,
-            conn_task: Mutex::new(None),
-            modern: Default::default(),
-            target: Some(target.clone()),
-            stopping: Default::default(),
-            restarts: Default::default(),
-        });
+        let hub = Arc::new(Hub::new(status, options, Some(target.clone())));
         let init_hub = hub.clone();
         let target = target.clone();
         tokio::spawn(async move {
@@ -146,7 +135,11 @@ impl Hub {
     /// A hub for a server that could not be started: every client gets `reason`.
     pub fn failed(reason: String, options: RouteOptions) -> Arc<Hub> {
         let (_, status) = watch::channel(Status::Failed(reason));
-        Arc::new(Hub {
+        Arc::new(Hub::new(status, options, None))
+    }
+
+    fn new(status: watch::Receiver<Status>, options: RouteOptions, target: Option<Target>) -> Hub {
+        Hub {
             tx: std::sync::RwLock::new(None),
             state: Mutex::new(State::default()),
             status,
@@ -154,10 +147,10 @@ impl Hub {
             options,
             conn_task: Mutex::new(None),
             modern: Default::default(),
-            target: None,
+            target,
             stopping: Default::default(),
             restarts: Default::default(),
-        })
+        }
     }
 
     /// Settle the era of a new link, take it into use and initialise the server over it.
