@@ -104,16 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 guard: config.guard.clone(),
                 base_path: String::new(),
             };
-            let served: Vec<server::Mount> = mounts
-                .iter()
-                .map(|m| server::Mount {
-                    name: m.name.clone(),
-                    backend: m.backend.clone(),
-                    curation: m.curation.clone(),
-                    modern: m.modern.clone(),
-                })
-                .collect();
-            server::serve_http(listener, served, options, shutdown.clone()).await?;
+            server::serve_http(listener, mounts.clone(), options, shutdown.clone()).await?;
         }
     }
     for m in mounts {

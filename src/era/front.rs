@@ -219,7 +219,7 @@ impl ModernFront {
         }
         let mut call = self.open(hub, meta).await;
         call.method = msg.method().unwrap_or("").to_owned();
-        call.name = name_of(&msg);
+        call.name = super::mcp_name(&msg);
         let mut upstream = msg.clone();
         upstream.set_id(&Id::number(CALL_ID));
         if !hub.upstream_modern() {
@@ -327,7 +327,7 @@ impl ModernFront {
             }
         };
         let method = msg.method().unwrap_or("");
-        let name = name_of(&msg);
+        let name = super::mcp_name(&msg);
         if claims.method != method || claims.name != name {
             let why = format!(
                 "requestState belongs to {} {}, not to this request",
@@ -750,16 +750,6 @@ fn input_key(m: &Message, n: usize) -> String {
         other => other,
     };
     format!("{kind}-{}", n + 1)
-}
-
-/// The tool or prompt name, or resource URI, a request is about.
-fn name_of(m: &Message) -> Option<String> {
-    let p = m.params_as::<Value>()?;
-    let v = match m.method()? {
-        "resources/read" => p.get("uri"),
-        _ => p.get("name"),
-    };
-    v.and_then(Value::as_str).map(str::to_owned)
 }
 
 async fn wait_for(rx: &mut mpsc::Receiver<Outgoing>, id: &Id) -> Option<Message> {

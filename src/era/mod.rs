@@ -114,6 +114,18 @@ pub struct Headers<'a> {
     pub name: Option<&'a str>,
 }
 
+/// What the `Mcp-Name` header mirrors: the tool or prompt name of `tools/call` and
+/// `prompts/get`, the URI of `resources/read`.
+pub fn mcp_name(msg: &Message) -> Option<String> {
+    let p = msg.params_as::<Value>()?;
+    let v = match msg.method()? {
+        "resources/read" => p.get("uri"),
+        "tools/call" | "prompts/get" => p.get("name"),
+        _ => None,
+    };
+    v.and_then(Value::as_str).map(str::to_owned)
+}
+
 /// An `Mcp-Name` / `Mcp-Param-*` header value as text: the `=?base64?...?=` form decoded.
 pub fn decode_header_value(v: &str) -> String {
     use base64::Engine;
@@ -201,12 +213,8 @@ pub fn validate(msg: &Message, headers: &Headers<'_>) -> Result<RequestMeta, Ref
         )));
     }
     if let Some(h) = headers.name {
-        let params = msg.params_as::<Value>().unwrap_or(Value::Null);
-        let body_name = match method {
-            "resources/read" => params.get("uri"),
-            _ => params.get("name"),
-        }
-        .and_then(Value::as_str);
+        let body = mcp_name(msg);
+        let body_name = body.as_deref();
         if body_name != Some(h) {
             return Err(Refusal::mismatch(format!(
                 "Mcp-Name header ({h}) does not match the body ({})",

@@ -59,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// One server as the HTTP listener offers it: at the root (`/mcp`, `/sse`), or as a named
 /// server under `/servers/NAME/`.
+#[derive(Clone)]
 pub struct Mount {
     pub name: Option<String>,
     pub backend: Backend,

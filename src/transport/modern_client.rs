@@ -132,7 +132,7 @@ async fn post(
         )
         .header("mcp-protocol-version", MODERN)
         .header("mcp-method", method);
-    if let Some(name) = name_of(msg) {
+    if let Some(name) = era::mcp_name(msg) {
         req = req.header("mcp-name", era::encode_header_value(&name));
     }
     for (name, value) in params {
@@ -142,16 +142,6 @@ async fn post(
         .send()
         .await
         .map_err(|e| describe_reqwest(&e, &spec.url))
-}
-
-fn name_of(msg: &Message) -> Option<String> {
-    let p = msg.params_as::<Value>()?;
-    let v = match msg.method()? {
-        "resources/read" => p.get("uri"),
-        "tools/call" | "prompts/get" => p.get("name"),
-        _ => None,
-    };
-    v.and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Open a modern link to `spec`. Nothing is sent until the first message.

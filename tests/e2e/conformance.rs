@@ -3,20 +3,12 @@
 //! `mcp-proxy URL` with the official Python SDK client behind it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::util::*;
 
-fn manifest(rel: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(rel)
-        .display()
-        .to_string()
-}
-
 fn fixture() -> String {
-    manifest("tests/servers/conformance_server.py")
+    repo_file("tests/servers/conformance_server.py")
 }
 
 fn conformance() -> String {
@@ -145,7 +137,7 @@ fn client_scenario(name: &str) -> (bool, String) {
     let command = format!(
         "{} {} {}",
         python(),
-        manifest("tests/clients/conformance_client.py"),
+        repo_file("tests/clients/conformance_client.py"),
         BIN
     );
     let args = vec![

@@ -8,23 +8,15 @@
 //! Python SDK 2.x, whose client can be pinned to either era and whose server speaks both
 //! (tests/clients/sdk2_client.py, tests/servers/sdk2_server.py).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::util::*;
-
-fn script(rel: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(rel)
-        .display()
-        .to_string()
-}
 
 /// The test server of `era` on stdio, as a command line.
 fn server_command(era: &str) -> Vec<String> {
     vec![
         python(),
-        script("tests/servers/era_server.py"),
+        repo_file("tests/servers/era_server.py"),
         "--era".into(),
         era.into(),
     ]
@@ -44,7 +36,7 @@ fn server_http(era: &str) -> (Running, String) {
 /// Run the client of `era` against `target` (["--url", URL] or ["--stdio", CMD...]).
 fn client(era: &str, target: Vec<String>, what: &str) {
     let mut args = vec![
-        script("tests/clients/era_client.py"),
+        repo_file("tests/clients/era_client.py"),
         "--era".into(),
         era.into(),
     ];
@@ -106,13 +98,13 @@ fn stdio_front_remote_servers() {
 
 /// The SDK 2.x server (both eras; the proxy speaks 2026-07-28 with it) as a command line.
 fn sdk2_server() -> Vec<String> {
-    vec![python2(), script("tests/servers/sdk2_server.py")]
+    vec![python2(), repo_file("tests/servers/sdk2_server.py")]
 }
 
 /// Run the SDK 2.x client pinned to `era` against `target`.
 fn sdk2_client(era: &str, target: Vec<String>, what: &str) {
     let mut args = vec![
-        script("tests/clients/sdk2_client.py"),
+        repo_file("tests/clients/sdk2_client.py"),
         "--era".into(),
         era.into(),
     ];

@@ -11,10 +11,7 @@ fn write(name: &str, text: &str) -> String {
 }
 
 fn era_server() -> String {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/servers/era_server.py")
-        .display()
-        .to_string()
+    repo_file("tests/servers/era_server.py")
 }
 
 #[tokio::test]
@@ -38,21 +35,12 @@ async fn servers_from_a_config_file_are_served_by_name() {
     let proxy = Proxy::start(&["--config", &config]);
     // Both working servers answer at their own path; the one that cannot start does not stop
     // them.
-    let (ok, out) = run_to_end(
-        &python(),
-        &[
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/clients/era_client.py")
-                .display()
-                .to_string(),
-            "--era".into(),
-            "modern".into(),
-            "--url".into(),
-            proxy.url("/servers/legacy/mcp"),
-        ],
-        Duration::from_secs(60),
+    era_client(
+        "modern",
+        "",
+        vec!["--url".into(), proxy.url("/servers/legacy/mcp")],
+        "a named server",
     );
-    assert!(ok, "{out}");
     let init = post(
         &proxy.url("/servers/demo/mcp"),
         None,
@@ -311,19 +299,17 @@ fn two_servers() -> String {
     )
 }
 
-fn era_client(target: Vec<String>, what: &str) {
+/// Run tests/clients/era_client.py of `era` against `target`, with tool names prefixed.
+fn era_client(era: &str, prefix: &str, target: Vec<String>, what: &str) {
     let mut args = vec![
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/clients/era_client.py")
-            .display()
-            .to_string(),
+        repo_file("tests/clients/era_client.py"),
         "--era".into(),
-        "legacy".into(),
+        era.into(),
         "--prefix".into(),
-        "legacy--".into(),
+        prefix.into(),
     ];
     args.extend(target);
-    let (ok, out) = run_to_end(&python(), &args, Duration::from_secs(90));
+    let (ok, out) = run_to_end(&python(), &args, Duration::from_secs(120));
     assert!(ok, "{what}:\n{out}");
 }
 
@@ -334,8 +320,18 @@ fn era_client(target: Vec<String>, what: &str) {
 async fn servers_are_merged_at_the_root_and_on_stdio() {
     let config = two_servers();
     let proxy = Proxy::start(&["--config", &config]);
-    era_client(vec!["--url".into(), proxy.url("/mcp")], "merged /mcp");
-    era_client(vec!["--url".into(), proxy.url("/sse")], "merged /sse");
+    era_client(
+        "legacy",
+        "legacy--",
+        vec!["--url".into(), proxy.url("/mcp")],
+        "merged /mcp",
+    );
+    era_client(
+        "legacy",
+        "legacy--",
+        vec!["--url".into(), proxy.url("/sse")],
+        "merged /sse",
+    );
     // Both servers' tools, namespaced, in one list.
     let sid = session(&proxy.url("/mcp")).await;
     let list = post(
@@ -372,6 +368,8 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
     assert_eq!(r.json()["error"]["code"], -32602, "{}", r.body);
     // Claude Desktop style: the proxy on stdio, every server behind it.
     era_client(
+        "legacy",
+        "legacy--",
         vec![
             "--stdio".into(),
             BIN.into(),
@@ -501,19 +499,7 @@ async fn four_kinds_of_server_behind_one_endpoint() {
             "stdio",
         ),
     ] {
-        let mut args = vec![
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/clients/era_client.py")
-                .display()
-                .to_string(),
-            "--era".into(),
-            "legacy".into(),
-            "--prefix".into(),
-            "era--".into(),
-        ];
-        args.extend(target);
-        let (ok, out) = run_to_end(&python(), &args, Duration::from_secs(120));
-        assert!(ok, "gateway over {what}:\n{out}");
+        era_client("legacy", "era--", target, &format!("gateway over {what}"));
     }
     let url = proxy.url("/mcp");
     let sid = session(&url).await;

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-proxy");
 
+/// A file of this repository (a test peer script), as a path.
+pub fn repo_file(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .display()
+        .to_string()
+}
+
 pub fn peers() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".peers");
     assert!(
@@ -44,10 +52,7 @@ pub fn everything() -> Vec<String> {
 }
 
 pub fn scenario() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients/sdk_scenario.py")
-        .display()
-        .to_string()
+    repo_file("tests/clients/sdk_scenario.py")
 }
 
 /// A running process whose stderr is collected; killed (group and all) when dropped.
