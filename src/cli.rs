@@ -159,6 +159,19 @@ pub struct Cli {
     )]
     pub separator: String,
 
+    /// Serve merged lists longer than N in pages of N, with opaque cursors (0: one page).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        help_heading = "Several servers"
+    )]
+    pub page_size: usize,
+
+    /// Do not watch the config files; reload them on SIGHUP only.
+    #[arg(long, help_heading = "Several servers")]
+    pub no_watch: bool,
+
     /// A named stdio server: NAME and its command line in one argument. Repeatable.
     #[arg(long, num_args = 2, value_names = ["NAME", "COMMAND"], action = ArgAction::Append, help_heading = "Several servers")]
     pub named_server: Vec<String>,

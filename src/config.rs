@@ -24,6 +24,12 @@ pub struct Config {
     pub tools: std::sync::Arc<crate::curation::Policy>,
     /// Joins server and tool names in the merged view.
     pub separator: String,
+    /// Merged lists longer than this are served in pages.
+    pub page_size: Option<usize>,
+    /// Whether the config files are watched for changes (SIGHUP reloads them either way).
+    pub watch: bool,
+    /// Where `servers` and `tools` come from, read again on a reload.
+    pub sources: Sources,
     pub front: Front,
     pub per_client: bool,
     pub stateless: bool,
@@ -32,6 +38,47 @@ pub struct Config {
     pub replay_events: usize,
     pub guard: Guard,
     pub era: EraOptions,
+}
+
+/// Where the named servers and the tool rules come from: files read at start and again on
+/// every reload, and the command line's own servers and patterns.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The `mcpServers` file.
+    pub file: Option<std::path::PathBuf>,
+    /// The `tool_config.json` file.
+    pub tool_config: Option<std::path::PathBuf>,
+    ignore: Vec<String>,
+    /// `--named-server`s.
+    named: Vec<crate::servers::ServerEntry>,
+    defaults: crate::servers::Defaults,
+}
+
+impl Sources {
+    /// Read the servers and the tool rules, and check them.
+    pub fn read(
+        &self,
+    ) -> Result<(Vec<crate::servers::ServerEntry>, crate::curation::Policy), ConfigError> {
+        let mut servers = match &self.file {
+            Some(path) => crate::servers::load(path, &self.defaults)?,
+            None => vec![],
+        };
+        servers.extend(self.named.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        for s in &servers {
+            if !seen.insert(s.name.clone()) {
+                return Err(ConfigError::DuplicateName(s.name.clone()));
+            }
+        }
+        let tools = crate::curation::Policy::load(&self.ignore, self.tool_config.as_deref())
+            .map_err(ConfigError::ToolConfig)?;
+        Ok((servers, tools))
+    }
+
+    /// The files a reload reads.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        self.file.iter().chain(&self.tool_config).cloned().collect()
+    }
 }
 
 /// How the proxy bridges protocol eras.
@@ -111,30 +158,30 @@ impl Config {
             pass_environment: cli.pass_environment && !cli.no_pass_environment,
             connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
         };
-        let mut servers = match &cli.config {
-            Some(path) => crate::servers::load(path, &defaults)?,
-            None => vec![],
-        };
+        let mut named = vec![];
         for pair in cli.named_server.chunks(2) {
             if let [name, command] = pair {
-                servers.push(
+                named.push(
                     crate::servers::named(name, command, &defaults)
                         .map_err(ConfigError::NamedServer)?,
                 );
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        for s in &servers {
-            if !seen.insert(s.name.clone()) {
-                return Err(ConfigError::DuplicateName(s.name.clone()));
-            }
-        }
+        let sources = Sources {
+            file: cli.config.clone(),
+            tool_config: cli.tool_config.clone(),
+            ignore: cli.ignore_tool.clone(),
+            named,
+            defaults,
+        };
+        let (servers, tools) = sources.read()?;
         if !servers.is_empty() && cli.port.is_none() && cli.command_or_url.is_some() {
             return Err(ConfigError::NamedServersNeedPort);
         }
         let target = match cli.command_or_url.clone() {
             Some(t) => Some(Self::target(cli, t)?),
-            None if !servers.is_empty() => None,
+            // A config file may list no server yet: a reload can add them.
+            None if !servers.is_empty() || cli.config.is_some() => None,
             None => return Err(ConfigError::NoTarget),
         };
         let front = match (&target, cli.port) {
@@ -145,8 +192,6 @@ impl Config {
             },
         };
         let guard = Guard::for_bind(&cli.host, &cli.allow_host, cli.allow_origin.clone());
-        let tools = crate::curation::Policy::load(&cli.ignore_tool, cli.tool_config.as_deref())
-            .map_err(ConfigError::ToolConfig)?;
         let sep = &cli.separator;
         if sep.is_empty()
             || sep.len() > 4
@@ -161,6 +206,9 @@ impl Config {
             servers,
             tools: std::sync::Arc::new(tools),
             separator: cli.separator.clone(),
+            page_size: (cli.page_size > 0).then_some(cli.page_size),
+            watch: !cli.no_watch,
+            sources,
             front,
             per_client: cli.per_client,
             stateless: cli.stateless,

@@ -24,7 +24,7 @@ use crate::route::{Filed, Outgoing, SessionTx};
 /// Separator between a server's name and its tool's name in configuration keys.
 pub const SEPARATOR: &str = "--";
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ToolOverride {
     pub enabled: Option<bool>,
     #[serde(rename = "displayName")]
@@ -39,7 +39,7 @@ struct ToolConfigFile {
 }
 
 /// The rules, for every server.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Policy {
     ignore: Vec<WildMatch>,
     overrides: HashMap<String, ToolOverride>,

@@ -3,7 +3,8 @@
 //! Layers, bottom up: [`jsonrpc`] (messages read only as deep as routing needs),
 //! [`transport`] (wires towards servers), [`route`] (what a client session talks to),
 //! [`server`] (wires towards clients), [`era`] (2026-07-28 and the revisions before it),
-//! [`servers`] (named servers from an `mcpServers` file), [`config`] (validated settings),
+//! [`servers`] (named servers from an `mcpServers` file), [`gateway`] (running them, and
+//! reloading them live), [`config`] (validated settings),
 //! [`app`] (wiring it up).
 #![deny(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod curation;
 pub mod demo;
 pub mod era;
+pub mod gateway;
 pub mod jsonrpc;
 pub mod route;
 pub mod server;

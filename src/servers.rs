@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::transport::{CommandSpec, HttpTransport, Target, UrlSpec};
 
 /// One configured server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerEntry {
     pub name: String,
     pub target: Target,

@@ -6,14 +6,22 @@
 //! 64 characters `[A-Za-z0-9_-]` that clients accept; a collision gets a numbered suffix,
 //! in config order, and is logged), resources keep their URIs and are routed by owner.
 //! Each member's lists are kept until it sends `list_changed`, so a merged list costs no
-//! round trip when nothing changed. Calls go to the member that owns the name or URI, with the client's own id, so answers,
-//! progress and cancellations need no remapping; requests a member server sends (sampling,
-//! elicitation, roots) get an id of the session's own so that the answer finds that member.
+//! round trip when nothing changed. Calls go to the member that owns the name or URI, with
+//! the client's own id, so answers, progress and cancellations need no remapping; requests a
+//! member server sends (sampling, elicitation, roots) get an id of the session's own so that
+//! the answer finds that member.
+//!
+//! The members can change while clients stay connected ([`Catalog::replace`], on a reload):
+//! every open session then ends its sessions with removed members (their calls in flight get
+//! an error), opens and initialises sessions with added ones as the client initialised the
+//! merged view, and tells the client that its lists changed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use base64::Engine;
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
@@ -26,11 +34,18 @@ use crate::route::hub::{LATEST_LEGACY, negotiate};
 const MAX_NAME: usize = 64;
 /// The server capabilities the merged view routes.
 const ROUTED: &[&str] = &["tools", "prompts", "resources", "logging", "completions"];
+/// The lists of the merged view; each can change whenever a member's does, or a member
+/// comes or goes.
+const LISTS: &[&str] = &["tools", "prompts", "resources"];
 /// Pages fetched from one member for one list, at most.
 const MAX_PAGES: usize = 100;
 
+/// A member's identity: a server that is changed on reload becomes a new member.
+type Key = u64;
+
 /// One server of the merged view.
 pub struct Member {
+    key: Key,
     pub name: String,
     pub backend: Backend,
     pub curation: Option<Curation>,
@@ -38,35 +53,73 @@ pub struct Member {
     pub list_timeout: Duration,
 }
 
+impl Member {
+    pub fn new(
+        name: String,
+        backend: Backend,
+        curation: Option<Curation>,
+        list_timeout: Duration,
+    ) -> Arc<Member> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Arc::new(Member {
+            key: NEXT.fetch_add(1, Ordering::Relaxed),
+            name,
+            backend,
+            curation,
+            list_timeout,
+        })
+    }
+}
+
 /// Where merged names and URIs lead.
 #[derive(Default)]
 struct Names {
-    tools: HashMap<String, (usize, String)>,
-    prompts: HashMap<String, (usize, String)>,
-    resources: HashMap<String, usize>,
-    templates: Vec<(String, usize)>,
+    tools: HashMap<String, (Key, String)>,
+    prompts: HashMap<String, (Key, String)>,
+    resources: HashMap<String, Key>,
+    templates: Vec<(String, Key)>,
+}
+
+impl Names {
+    fn forget(&mut self, gone: &HashSet<Key>) {
+        self.tools.retain(|_, (k, _)| !gone.contains(k));
+        self.prompts.retain(|_, (k, _)| !gone.contains(k));
+        self.resources.retain(|_, k| !gone.contains(k));
+        self.templates.retain(|(_, k)| !gone.contains(k));
+    }
 }
 
 pub struct Catalog {
-    members: Vec<Member>,
+    members: RwLock<Vec<Arc<Member>>>,
     separator: String,
+    /// Merged lists longer than this are served in pages, with opaque cursors.
+    page_size: Option<usize>,
     names: Mutex<Names>,
     /// Each member's last answer to each list (all pages), until it says the list changed.
-    cache: Mutex<HashMap<(usize, String), Vec<Value>>>,
+    cache: Mutex<HashMap<(Key, String), Vec<Value>>>,
+    /// The open client sessions, told when the members change.
+    sessions: Mutex<Vec<Weak<Shared>>>,
 }
 
 impl Catalog {
-    pub fn new(members: Vec<Member>, separator: &str) -> Arc<Catalog> {
+    pub fn new(
+        members: Vec<Arc<Member>>,
+        separator: &str,
+        page_size: Option<usize>,
+    ) -> Arc<Catalog> {
         Arc::new(Catalog {
-            members,
+            members: RwLock::new(members),
             separator: separator.to_owned(),
+            page_size: page_size.filter(|n| *n > 0),
             names: Default::default(),
             cache: Default::default(),
+            sessions: Default::default(),
         })
     }
 
-    pub fn members(&self) -> &[Member] {
-        &self.members
+    /// The current members, in configuration order.
+    pub fn members(&self) -> Vec<Arc<Member>> {
+        self.members.read().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Open a client session over every member.
@@ -74,36 +127,66 @@ impl Catalog {
         let shared = Arc::new(Shared {
             client,
             state: Mutex::new(State::default()),
+            subs: Mutex::new(vec![]),
+            syncing: tokio::sync::Mutex::new(()),
             catalog: Arc::downgrade(self),
         });
-        let mut subs = vec![];
-        for (i, m) in self.members.iter().enumerate() {
-            let weak = Arc::downgrade(&shared);
-            let tx = SessionTx::direct(move |o| from_member(&weak, i, o));
-            match m.backend.open_curated(tx, m.curation.as_ref()).await {
-                Ok(r) => subs.push(Some(r)),
-                Err(e) => {
-                    tracing::warn!(server = %m.name, "left out of this session: {e}");
-                    subs.push(None);
-                }
-            }
+        // Registered first, so that a change of members while this session opens reaches it.
+        if let Ok(mut s) = self.sessions.lock() {
+            s.retain(|w| w.strong_count() > 0);
+            s.push(Arc::downgrade(&shared));
         }
+        shared.sync(self).await;
         CatalogSession {
             catalog: self.clone(),
-            subs,
             shared,
         }
     }
 
+    /// Make `members` the merged view's servers. Members kept (the same `Arc`) keep their
+    /// sessions; removed ones are closed in every session, added ones opened in every
+    /// session, and every client is told that the lists changed.
+    pub async fn replace(self: &Arc<Self>, members: Vec<Arc<Member>>) {
+        let keep: HashSet<Key> = members.iter().map(|m| m.key).collect();
+        let old = match self.members.write() {
+            Ok(mut m) => std::mem::replace(&mut *m, members),
+            Err(_) => return,
+        };
+        let gone: HashSet<Key> = old
+            .iter()
+            .map(|m| m.key)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|(k, _), _| !gone.contains(k));
+        }
+        if let Ok(mut n) = self.names.lock() {
+            n.forget(&gone);
+        }
+        let sessions: Vec<Arc<Shared>> = match self.sessions.lock() {
+            Ok(mut s) => {
+                s.retain(|w| w.strong_count() > 0);
+                s.iter().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => vec![],
+        };
+        let syncs = sessions.iter().map(|s| async move {
+            if s.sync(self).await {
+                s.lists_changed();
+            }
+        });
+        futures_util::future::join_all(syncs).await;
+    }
+
     /// End every member's shared link.
     pub async fn shutdown(&self) {
-        for m in &self.members {
+        for m in self.members() {
             m.backend.shutdown().await;
         }
     }
 
-    /// Forget member `i`'s cached lists of the kind a `list_changed` notification names.
-    fn invalidate(&self, i: usize, notification: &str) {
+    /// Forget member `key`'s cached lists of the kind a `list_changed` notification names.
+    fn invalidate(&self, key: Key, notification: &str) {
         let list = match notification {
             "notifications/tools/list_changed" => "tools/list",
             "notifications/prompts/list_changed" => "prompts/list",
@@ -111,18 +194,13 @@ impl Catalog {
             _ => return,
         };
         if let Ok(mut c) = self.cache.lock() {
-            c.retain(|(m, method), _| !(*m == i && method.starts_with(list)));
+            c.retain(|(m, method), _| !(*m == key && method.starts_with(list)));
         }
-    }
-
-    /// The merged name of `name` from member `i`.
-    fn merged(&self, i: usize, name: &str, taken: &HashSet<String>) -> String {
-        merged_name(&self.members[i].name, name, &self.separator, taken)
     }
 
     /// The member and original name behind a merged tool or prompt name. Names not listed
     /// yet are resolved by their `SERVER--` prefix.
-    fn resolve(&self, kind: Kind, merged: &str) -> Option<(usize, String)> {
+    fn resolve(&self, kind: Kind, merged: &str, subs: &[Sub]) -> Option<(Key, String)> {
         let known = self.names.lock().ok().and_then(|n| {
             match kind {
                 Kind::Tool => n.tools.get(merged),
@@ -130,27 +208,33 @@ impl Catalog {
             }
             .cloned()
         });
-        known.or_else(|| {
-            let (server, rest) = merged.split_once(&self.separator)?;
-            let i = self.members.iter().position(|m| m.name == server)?;
-            Some((i, rest.to_owned()))
-        })
+        known
+            .filter(|(k, _)| subs.iter().any(|s| s.member.key == *k))
+            .or_else(|| {
+                let (server, rest) = merged.split_once(&self.separator)?;
+                let s = subs.iter().find(|s| s.member.name == server)?;
+                Some((s.member.key, rest.to_owned()))
+            })
     }
 
     /// The member that serves `uri`: a listed resource, else a template whose fixed start it
     /// has, else the only member.
-    fn owner_of(&self, uri: &str) -> Option<usize> {
+    fn owner_of(&self, uri: &str, subs: &[Sub]) -> Option<Key> {
+        let live = |k: &Key| subs.iter().any(|s| s.member.key == *k);
         let names = self.names.lock().ok()?;
-        if let Some(i) = names.resources.get(uri) {
-            return Some(*i);
+        if let Some(k) = names.resources.get(uri).filter(|k| live(k)) {
+            return Some(*k);
         }
         names
             .templates
             .iter()
-            .filter(|(prefix, _)| uri.starts_with(prefix.as_str()))
+            .filter(|(prefix, k)| uri.starts_with(prefix.as_str()) && live(k))
             .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, i)| *i)
-            .or_else(|| (self.members.len() == 1).then_some(0))
+            .map(|(_, k)| *k)
+            .or_else(|| match subs {
+                [only] => Some(only.member.key),
+                _ => None,
+            })
     }
 }
 
@@ -159,7 +243,6 @@ enum Kind {
     Tool,
     Prompt,
 }
-
 /// Merge capability `more` into `have`: objects member by member, flags by "or".
 fn union(have: &mut Value, more: &Value) {
     match (have, more) {
@@ -214,36 +297,70 @@ pub fn merged_name(server: &str, name: &str, separator: &str, taken: &HashSet<St
         .unwrap_or(base)
 }
 
+/// One member as one client session sees it.
+#[derive(Clone)]
+struct Sub {
+    member: Arc<Member>,
+    /// `None` when the member could not be opened for this session.
+    route: Option<Arc<Route>>,
+}
+
 struct Shared {
     client: SessionTx,
     state: Mutex<State>,
+    /// The session's members, in configuration order.
+    subs: Mutex<Vec<Sub>>,
+    /// Held while the members change, and while the client initialises, so that every
+    /// member is initialised once, the way the client initialised the merged view.
+    syncing: tokio::sync::Mutex<()>,
     catalog: Weak<Catalog>,
 }
 
 #[derive(Default)]
 struct State {
     next: u64,
-    /// Requests of the session's own (fan-outs); their answers go to a waiter.
-    waiting: HashMap<Id, oneshot::Sender<Message>>,
+    /// Members whose messages still reach the client.
+    live: HashSet<Key>,
+    /// Requests of the session's own (fan-outs), by member; their answers go to a waiter.
+    waiting: HashMap<Id, (Key, oneshot::Sender<Message>)>,
     /// The client's requests in flight, by member.
-    inflight: HashMap<Id, usize>,
+    inflight: HashMap<Id, Key>,
     /// Requests members sent to the client: the id the client saw → (member, the member's id).
-    server_requests: HashMap<Id, (usize, Id)>,
+    server_requests: HashMap<Id, (Key, Id)>,
+    /// The client's `initialize` params, for members added later.
+    init: Option<Value>,
+    /// Whether the client has sent `notifications/initialized`.
+    initialized: bool,
+    /// The client's last `logging/setLevel` params, for members added later.
+    log_level: Option<Value>,
+    /// Merged lists served in pages: per list, the snapshot its cursors point into.
+    pages: HashMap<String, (u64, Arc<Vec<Value>>)>,
 }
 
-/// A message from member `i` on its way to the client.
-fn from_member(shared: &Weak<Shared>, i: usize, o: Outgoing) -> Filed {
+/// A message from member `key` on its way to the client.
+fn from_member(shared: &Weak<Shared>, key: Key, o: Outgoing) -> Filed {
     let Some(sh) = shared.upgrade() else {
         return Filed::Closed;
     };
     let Outgoing { mut msg, related } = o;
-    if let Ok(mut st) = sh.state.lock() {
+    {
+        let Ok(mut st) = sh.state.lock() else {
+            return Filed::Closed;
+        };
+        if !st.live.contains(&key) {
+            // Removed from the merged view: nothing more of it reaches the client.
+            return Filed::Closed;
+        }
         if msg.is_response() {
             let Some(id) = msg.id() else {
                 return Filed::Yes;
             };
-            if let Some(w) = st.waiting.remove(&id) {
+            if let Some((_, w)) = st.waiting.remove(&id) {
                 let _ = w.send(msg);
+                return Filed::Yes;
+            }
+            if st.inflight.get(&id) != Some(&key) {
+                // Answered already (the member was removed mid-call), or never asked.
                 return Filed::Yes;
             }
             st.inflight.remove(&id);
@@ -252,12 +369,12 @@ fn from_member(shared: &Weak<Shared>, i: usize, o: Outgoing) -> Filed {
                 return Filed::Yes;
             };
             st.next += 1;
-            let mine = Id::string(&format!("mcp-proxy-s{i}-{}", st.next));
-            st.server_requests.insert(mine.clone(), (i, id));
+            let mine = Id::string(&format!("mcp-proxy-s{key}-{}", st.next));
+            st.server_requests.insert(mine.clone(), (key, id));
             msg.set_id(&mine);
         } else if let Some(m) = msg.method().filter(|m| m.ends_with("/list_changed")) {
             if let Some(c) = sh.catalog.upgrade() {
-                c.invalidate(i, m);
+                c.invalidate(key, m);
             }
         } else if msg.method() == Some("notifications/cancelled")
             && let Some(theirs) = msg.cancelled_request_id()
@@ -266,7 +383,7 @@ fn from_member(shared: &Weak<Shared>, i: usize, o: Outgoing) -> Filed {
             let mine = st
                 .server_requests
                 .iter()
-                .find(|(_, (m, t))| *m == i && *t == theirs)
+                .find(|(_, (m, t))| *m == key && *t == theirs)
                 .map(|(k, _)| k.clone());
             if let Some(mine) = mine {
                 st.server_requests.remove(&mine);
@@ -280,17 +397,233 @@ fn from_member(shared: &Weak<Shared>, i: usize, o: Outgoing) -> Filed {
     }
 }
 
+impl Shared {
+    fn subs(&self) -> Vec<Sub> {
+        self.subs.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn reply(&self, msg: Message) {
+        let related = msg.id();
+        let _ = self.client.try_send(Outgoing::new(msg, related));
+    }
+
+    /// Bring this session's members in line with the catalog's; whether any changed.
+    async fn sync(self: &Arc<Self>, catalog: &Catalog) -> bool {
+        let _one = self.syncing.lock().await;
+        let target = catalog.members();
+        let want: HashSet<Key> = target.iter().map(|m| m.key).collect();
+        let current = self.subs();
+        let have: HashSet<Key> = current.iter().map(|s| s.member.key).collect();
+        let removed: Vec<Sub> = current
+            .iter()
+            .filter(|s| !want.contains(&s.member.key))
+            .cloned()
+            .collect();
+        let added: Vec<&Arc<Member>> = target.iter().filter(|m| !have.contains(&m.key)).collect();
+        if removed.is_empty() && added.is_empty() {
+            return false;
+        }
+        if let Ok(mut subs) = self.subs.lock() {
+            subs.retain(|s| want.contains(&s.member.key));
+        }
+        for s in &removed {
+            self.remove(s).await;
+        }
+        let opened = futures_util::future::join_all(added.iter().map(|m| self.open(m))).await;
+        let mut opened: HashMap<Key, Option<Arc<Route>>> =
+            added.iter().map(|m| m.key).zip(opened).collect();
+        let subs = target
+            .iter()
+            .map(|m| {
+                current
+                    .iter()
+                    .find(|s| s.member.key == m.key)
+                    .cloned()
+                    .unwrap_or_else(|| Sub {
+                        member: m.clone(),
+                        route: opened.remove(&m.key).flatten(),
+                    })
+            })
+            .collect();
+        if let Ok(mut s) = self.subs.lock() {
+            *s = subs;
+        }
+        true
+    }
+
+    /// End the session with a member that left the merged view: its calls in flight get an
+    /// error, and its requests to the client are withdrawn.
+    async fn remove(&self, s: &Sub) {
+        let key = s.member.key;
+        let (failed, withdrawn) = match self.state.lock() {
+            Ok(mut st) => {
+                st.live.remove(&key);
+                st.waiting.retain(|_, (k, _)| *k != key);
+                let failed: Vec<Id> = st
+                    .inflight
+                    .iter()
+                    .filter(|(_, k)| **k == key)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &failed {
+                    st.inflight.remove(id);
+                }
+                let withdrawn: Vec<Id> = st
+                    .server_requests
+                    .iter()
+                    .filter(|(_, (k, _))| *k == key)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &withdrawn {
+                    st.server_requests.remove(id);
+                }
+                (failed, withdrawn)
+            }
+            Err(_) => (vec![], vec![]),
+        };
+        let why = format!(
+            "server `{}` was removed from the merged view (configuration reloaded)",
+            s.member.name
+        );
+        for id in failed {
+            self.reply(Message::error(id, code::UPSTREAM_UNAVAILABLE, &why, None));
+        }
+        for id in withdrawn {
+            let mut m = Message::notification(
+                "notifications/cancelled",
+                Some(to_raw(&json!({ "reason": why }))),
+            );
+            m.set_param("requestId", id.to_raw());
+            let _ = self.client.try_send(Outgoing::new(m, None));
+        }
+        if let Some(r) = &s.route {
+            r.close().await;
+        }
+    }
+
+    /// Open a session with member `m`; when the client has initialised the merged view
+    /// already, the member is initialised the same way (and given the client's log level).
+    async fn open(self: &Arc<Self>, m: &Arc<Member>) -> Option<Arc<Route>> {
+        if let Ok(mut st) = self.state.lock() {
+            st.live.insert(m.key);
+        }
+        let weak = Arc::downgrade(self);
+        let key = m.key;
+        let tx = SessionTx::direct(move |o| from_member(&weak, key, o));
+        let route = match m.backend.open_curated(tx, m.curation.as_ref()).await {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::warn!(server = %m.name, "left out of this session: {e}");
+                if let Ok(mut st) = self.state.lock() {
+                    st.live.remove(&m.key);
+                }
+                return None;
+            }
+        };
+        let (init, initialized, level) = match self.state.lock() {
+            Ok(st) => (st.init.clone(), st.initialized, st.log_level.clone()),
+            Err(_) => (None, false, None),
+        };
+        if let Some(params) = init {
+            let answer = self.ask(m, &route, "initialize", &params).await;
+            if answer.as_ref().and_then(Message::result).is_none() {
+                tracing::warn!(server = %m.name, "did not answer initialize; its lists stay empty");
+            }
+            if initialized {
+                route
+                    .send(Message::notification("notifications/initialized", None))
+                    .await;
+            }
+            if let Some(level) = level {
+                let _ = self.ask(m, &route, "logging/setLevel", &level).await;
+            }
+        }
+        Some(route)
+    }
+
+    /// Ask one member a request of the session's own; its answer, or `None` within the
+    /// member's time.
+    async fn ask(
+        &self,
+        m: &Member,
+        route: &Route,
+        method: &str,
+        params: &Value,
+    ) -> Option<Message> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut st = self.state.lock().ok()?;
+            st.next += 1;
+            let id = Id::string(&format!("mcp-proxy-c{}", st.next));
+            st.waiting.insert(id.clone(), (m.key, tx));
+            id
+        };
+        route
+            .send(Message::request(id.clone(), method, Some(to_raw(params))))
+            .await;
+        let answer = tokio::time::timeout(m.list_timeout, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if answer.is_none() {
+            if let Ok(mut st) = self.state.lock() {
+                st.waiting.remove(&id);
+            }
+            tracing::warn!(
+                server = %m.name,
+                "no answer to {method} within {}s; left out",
+                m.list_timeout.as_secs_f32()
+            );
+        }
+        answer
+    }
+
+    /// Tell the client that the merged lists changed (once it has initialised).
+    fn lists_changed(&self) {
+        if !self.state.lock().map(|s| s.initialized).unwrap_or(false) {
+            return;
+        }
+        for list in LISTS {
+            let m = Message::notification(&format!("notifications/{list}/list_changed"), None);
+            let _ = self.client.try_send(Outgoing::new(m, None));
+        }
+    }
+}
+
+/// An opaque cursor into a paged merged list.
+fn cursor(field: &str, generation: u64, offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{field}:{generation}:{offset}"))
+}
+
+/// The generation and offset a cursor of `field` names.
+fn read_cursor(field: &str, cursor: &str) -> Option<(u64, usize)> {
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let mut parts = text.split(':');
+    if parts.next()? != field {
+        return None;
+    }
+    let generation = parts.next()?.parse().ok()?;
+    let offset = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((generation, offset))
+}
+
 /// One client session over the merged view.
 pub struct CatalogSession {
     catalog: Arc<Catalog>,
-    subs: Vec<Option<Route>>,
     shared: Arc<Shared>,
 }
 
 impl CatalogSession {
     fn reply(&self, msg: Message) {
-        let related = msg.id();
-        let _ = self.shared.client.try_send(Outgoing::new(msg, related));
+        self.shared.reply(msg);
+    }
+
+    fn route_of(&self, key: Key) -> Option<Sub> {
+        self.shared.subs().into_iter().find(|s| s.member.key == key)
     }
 
     pub async fn send(&self, msg: Message) {
@@ -307,12 +640,21 @@ impl CatalogSession {
                     .lock()
                     .ok()
                     .and_then(|mut st| st.inflight.remove(&id));
-                if let Some(Some(r)) = member.and_then(|i| self.subs.get(i)) {
+                if let Some(Sub { route: Some(r), .. }) = member.and_then(|k| self.route_of(k)) {
                     r.send(msg).await;
                 }
                 return;
             }
-            for r in self.subs.iter().flatten() {
+            let _one = if msg.method() == Some("notifications/initialized") {
+                let guard = self.shared.syncing.lock().await;
+                if let Ok(mut st) = self.shared.state.lock() {
+                    st.initialized = true;
+                }
+                Some(guard)
+            } else {
+                None
+            };
+            for r in self.shared.subs().into_iter().filter_map(|s| s.route) {
                 r.send(msg.clone()).await;
             }
             return;
@@ -325,8 +667,8 @@ impl CatalogSession {
             .lock()
             .ok()
             .and_then(|mut st| st.server_requests.remove(&id));
-        if let Some((i, theirs)) = target
-            && let Some(Some(r)) = self.subs.get(i)
+        if let Some((key, theirs)) = target
+            && let Some(Sub { route: Some(r), .. }) = self.route_of(key)
         {
             let mut m = msg;
             m.set_id(&theirs);
@@ -334,11 +676,16 @@ impl CatalogSession {
         }
     }
 
-    /// Send `msg` to member `i` as the client's own request.
-    async fn forward(&self, i: usize, msg: Message) {
+    /// Send `msg` to member `key` as the client's own request.
+    async fn forward(&self, key: Key, msg: Message) {
         let Some(id) = msg.id() else { return };
-        let Some(Some(r)) = self.subs.get(i) else {
-            let name = &self.catalog.members[i].name;
+        let sub = self.route_of(key);
+        let Some(Sub {
+            route: Some(r),
+            member,
+        }) = sub
+        else {
+            let name = sub.map(|s| s.member.name.clone()).unwrap_or_default();
             return self.reply(Message::error(
                 id,
                 code::UPSTREAM_UNAVAILABLE,
@@ -347,26 +694,27 @@ impl CatalogSession {
             ));
         };
         if let Ok(mut st) = self.shared.state.lock() {
-            st.inflight.insert(id, i);
+            st.inflight.insert(id, member.key);
         }
         r.send(msg).await;
     }
 
     /// Ask every member at once; each answer (or `None`: no answer in its time).
-    async fn fan_out(&self, method: &str, params: &Value) -> Vec<Option<Message>> {
-        let open = vec![true; self.subs.len()];
-        self.fan_out_some(method, &open, |_| params.clone()).await
+    async fn fan_out(&self, subs: &[Sub], method: &str, params: &Value) -> Vec<Option<Message>> {
+        let open = vec![true; subs.len()];
+        self.fan_out_some(subs, method, &open, |_| params.clone())
+            .await
     }
 
     /// Every page of a list from every member: per member, its items.
-    async fn gather(&self, method: &str, field: &str) -> Vec<Vec<Value>> {
-        let mut items: Vec<Vec<Value>> = vec![vec![]; self.subs.len()];
-        let mut cursors: Vec<Option<Value>> = vec![None; self.subs.len()];
-        let mut open: Vec<bool> = self.subs.iter().map(Option::is_some).collect();
+    async fn gather(&self, subs: &[Sub], method: &str, field: &str) -> Vec<Vec<Value>> {
+        let mut items: Vec<Vec<Value>> = vec![vec![]; subs.len()];
+        let mut cursors: Vec<Option<Value>> = vec![None; subs.len()];
+        let mut open: Vec<bool> = subs.iter().map(|s| s.route.is_some()).collect();
         // Lists a member has not said changed come from the cache.
         if let Ok(cache) = self.catalog.cache.lock() {
             for (i, slot) in items.iter_mut().enumerate() {
-                if let Some(cached) = cache.get(&(i, method.to_owned())) {
+                if let Some(cached) = cache.get(&(subs[i].member.key, method.to_owned())) {
                     *slot = cached.clone();
                     open[i] = false;
                 }
@@ -378,7 +726,7 @@ impl CatalogSession {
             }
             // One round: the next page of every member that has one.
             let answers = self
-                .fan_out_some(method, &open, |i| match &cursors[i] {
+                .fan_out_some(subs, method, &open, |i| match &cursors[i] {
                     Some(c) => json!({ "cursor": c }),
                     None => json!({}),
                 })
@@ -400,7 +748,7 @@ impl CatalogSession {
                 if !open[i]
                     && let Ok(mut cache) = self.catalog.cache.lock()
                 {
-                    cache.insert((i, method.to_owned()), items[i].clone());
+                    cache.insert((subs[i].member.key, method.to_owned()), items[i].clone());
                 }
             }
         }
@@ -410,43 +758,19 @@ impl CatalogSession {
     /// Ask the members marked open at once, each with its own params.
     async fn fan_out_some(
         &self,
+        subs: &[Sub],
         method: &str,
         open: &[bool],
         params_for: impl Fn(usize) -> Value,
     ) -> Vec<Option<Message>> {
-        let asks = self.subs.iter().enumerate().map(|(i, r)| {
+        let asks = subs.iter().enumerate().map(|(i, s)| {
             let params = params_for(i);
             async move {
                 if !open[i] {
                     return None;
                 }
-                let r = r.as_ref()?;
-                let (tx, rx) = oneshot::channel();
-                let id = {
-                    let mut st = self.shared.state.lock().ok()?;
-                    st.next += 1;
-                    let id = Id::string(&format!("mcp-proxy-c{}", st.next));
-                    st.waiting.insert(id.clone(), tx);
-                    id
-                };
-                r.send(Message::request(id.clone(), method, Some(to_raw(&params))))
-                    .await;
-                let wait = self.catalog.members[i].list_timeout;
-                let answer = tokio::time::timeout(wait, rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                if answer.is_none() {
-                    if let Ok(mut st) = self.shared.state.lock() {
-                        st.waiting.remove(&id);
-                    }
-                    tracing::warn!(
-                        server = %self.catalog.members[i].name,
-                        "no answer to {method} within {}s; left out",
-                        wait.as_secs_f32()
-                    );
-                }
-                answer
+                let r = s.route.as_ref()?;
+                self.shared.ask(&s.member, r, method, &params).await
             }
         });
         futures_util::future::join_all(asks).await
@@ -456,19 +780,19 @@ impl CatalogSession {
         let Some(id) = msg.id() else { return };
         let method = msg.method().unwrap_or("").to_owned();
         let params = msg.params_as::<Value>().unwrap_or(Value::Null);
+        let subs = self.shared.subs();
         match method.as_str() {
             "initialize" => self.initialize(id, &params).await,
             "ping" => self.reply(Message::response(id, to_raw(&json!({})))),
             "logging/setLevel" => {
-                let _ = self.fan_out("logging/setLevel", &params).await;
+                if let Ok(mut st) = self.shared.state.lock() {
+                    st.log_level = Some(params.clone());
+                }
+                let _ = self.fan_out(&subs, "logging/setLevel", &params).await;
                 self.reply(Message::response(id, to_raw(&json!({}))));
             }
-            "tools/list" => self.list(id, Kind::Tool).await,
-            "prompts/list" => self.list(id, Kind::Prompt).await,
-            "resources/list" => self.list_resources(id, "resources/list", "resources").await,
-            "resources/templates/list" => {
-                self.list_resources(id, "resources/templates/list", "resourceTemplates")
-                    .await
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+                self.list(id, &method, &params, &subs).await
             }
             "tools/call" | "prompts/get" => {
                 let kind = if method == "tools/call" {
@@ -477,11 +801,11 @@ impl CatalogSession {
                     Kind::Prompt
                 };
                 let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-                match self.catalog.resolve(kind, name) {
-                    Some((i, original)) => {
+                match self.catalog.resolve(kind, name, &subs) {
+                    Some((key, original)) => {
                         let mut m = msg;
                         m.set_param("name", to_raw(&original));
-                        self.forward(i, m).await;
+                        self.forward(key, m).await;
                     }
                     None => self.reply(Message::error(
                         id,
@@ -500,14 +824,14 @@ impl CatalogSession {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
-                let mut owner = self.catalog.owner_of(uri);
+                let mut owner = self.catalog.owner_of(uri, &subs);
                 if owner.is_none() {
                     // Not listed yet in this process: learn the owners, then look again.
-                    self.learn_resources().await;
-                    owner = self.catalog.owner_of(uri);
+                    self.learn_resources(&subs).await;
+                    owner = self.catalog.owner_of(uri, &subs);
                 }
                 match owner {
-                    Some(i) => self.forward(i, msg).await,
+                    Some(key) => self.forward(key, msg).await,
                     None => self.reply(Message::error(
                         id,
                         code::INVALID_PARAMS,
@@ -522,23 +846,23 @@ impl CatalogSession {
                     Some("ref/prompt") => r
                         .get("name")
                         .and_then(Value::as_str)
-                        .and_then(|n| self.catalog.resolve(Kind::Prompt, n))
-                        .map(|(i, original)| (i, Some(original))),
+                        .and_then(|n| self.catalog.resolve(Kind::Prompt, n, &subs))
+                        .map(|(k, original)| (k, Some(original))),
                     _ => r
                         .get("uri")
                         .and_then(Value::as_str)
-                        .and_then(|u| self.catalog.owner_of(u))
-                        .map(|i| (i, None)),
+                        .and_then(|u| self.catalog.owner_of(u, &subs))
+                        .map(|k| (k, None)),
                 };
                 match target {
-                    Some((i, original)) => {
+                    Some((key, original)) => {
                         let mut m = msg;
                         if let Some(name) = original {
                             let mut r = r;
                             r["name"] = name.into();
                             m.set_param("ref", to_raw(&r));
                         }
-                        self.forward(i, m).await;
+                        self.forward(key, m).await;
                     }
                     None => self.reply(Message::error(
                         id,
@@ -560,10 +884,15 @@ impl CatalogSession {
     /// Answer `initialize` for the merged view; every member session is initialised too (a
     /// shared server answers that at once), so that each knows the client's capabilities.
     async fn initialize(&self, id: Id, params: &Value) {
-        let answers = self.fan_out("initialize", params).await;
+        let _one = self.shared.syncing.lock().await;
+        if let Ok(mut st) = self.shared.state.lock() {
+            st.init = Some(params.clone());
+        }
+        let subs = self.shared.subs();
+        let answers = self.fan_out(&subs, "initialize", params).await;
         let mut caps = Map::new();
         let mut instructions = vec![];
-        for (i, a) in answers.iter().enumerate() {
+        for (s, a) in subs.iter().zip(&answers) {
             let Some(result) = a.as_ref().and_then(|m| m.result_as::<Value>()) else {
                 continue;
             };
@@ -579,13 +908,19 @@ impl CatalogSession {
                 }
             }
             if let Some(text) = result.get("instructions").and_then(Value::as_str) {
-                instructions.push(format!("## {}\n{text}", self.catalog.members[i].name));
+                instructions.push(format!("## {}\n{text}", s.member.name));
             }
         }
-        // The merged lists can change whenever a member's do.
-        for list in ["tools", "prompts", "resources"] {
-            if let Some(Value::Object(c)) = caps.get_mut(list) {
-                c.insert("listChanged".into(), true.into());
+        // The merged lists change whenever a member's do, or a member comes or goes on a
+        // reload: all three are offered, and said to change.
+        for list in LISTS {
+            match caps.get_mut(*list) {
+                Some(Value::Object(c)) => {
+                    c.insert("listChanged".into(), true.into());
+                }
+                _ => {
+                    caps.insert((*list).into(), json!({ "listChanged": true }));
+                }
             }
         }
         let asked = params
@@ -603,36 +938,97 @@ impl CatalogSession {
         self.reply(Message::response(id, to_raw(&result)));
     }
 
-    async fn list(&self, id: Id, kind: Kind) {
+    /// Answer a list: gathered and merged, or the next page of one merged before.
+    async fn list(&self, id: Id, method: &str, params: &Value, subs: &[Sub]) {
+        let field = match method {
+            "tools/list" => "tools",
+            "prompts/list" => "prompts",
+            "resources/list" => "resources",
+            _ => "resourceTemplates",
+        };
+        if let Some(c) = params.get("cursor").filter(|c| !c.is_null()) {
+            return self.next_page(id, field, c);
+        }
+        let merged = match method {
+            "tools/list" => self.merge_names(subs, Kind::Tool).await,
+            "prompts/list" => self.merge_names(subs, Kind::Prompt).await,
+            _ => self.gather_resources(subs, method, field).await,
+        };
+        let Some(size) = self.catalog.page_size.filter(|n| merged.len() > *n) else {
+            return self.reply(Message::response(id, to_raw(&json!({ field: merged }))));
+        };
+        let generation = match self.shared.state.lock() {
+            Ok(mut st) => {
+                st.next += 1;
+                let generation = st.next;
+                st.pages
+                    .insert(field.to_owned(), (generation, Arc::new(merged.clone())));
+                generation
+            }
+            Err(_) => 0,
+        };
+        let page = &merged[..size];
+        self.reply(Message::response(
+            id,
+            to_raw(&json!({ field: page, "nextCursor": cursor(field, generation, size) })),
+        ));
+    }
+
+    /// The page of a paged merged list that `cursor` names.
+    fn next_page(&self, id: Id, field: &str, c: &Value) {
+        let snapshot = c
+            .as_str()
+            .and_then(|c| read_cursor(field, c))
+            .and_then(|(g, at)| {
+                let st = self.shared.state.lock().ok()?;
+                let (have, list) = st.pages.get(field)?;
+                (*have == g && at <= list.len()).then(|| (g, at, list.clone()))
+            });
+        let Some((generation, at, list)) = snapshot else {
+            return self.reply(Message::error(
+                id,
+                code::INVALID_PARAMS,
+                "invalid or expired cursor: list again without one",
+                None,
+            ));
+        };
+        let size = self.catalog.page_size.unwrap_or(list.len()).max(1);
+        let end = (at + size).min(list.len());
+        let mut result = json!({ field: &list[at..end] });
+        if end < list.len() {
+            result["nextCursor"] = cursor(field, generation, end).into();
+        }
+        self.reply(Message::response(id, to_raw(&result)));
+    }
+
+    /// Tools or prompts of every member under their merged names, noted for routing.
+    async fn merge_names(&self, subs: &[Sub], kind: Kind) -> Vec<Value> {
         let (method, field) = match kind {
             Kind::Tool => ("tools/list", "tools"),
             Kind::Prompt => ("prompts/list", "prompts"),
         };
-        let per_member = self.gather(method, field).await;
+        let per_member = self.gather(subs, method, field).await;
+        let sep = &self.catalog.separator;
         let mut taken = HashSet::new();
         let mut table = HashMap::new();
         let mut merged = vec![];
-        for (i, items) in per_member.into_iter().enumerate() {
+        for (s, items) in subs.iter().zip(per_member) {
+            let server = &s.member.name;
             for mut item in items {
                 let Some(original) = item.get("name").and_then(Value::as_str).map(str::to_owned)
                 else {
                     continue;
                 };
-                let name = self.catalog.merged(i, &original, &taken);
-                let plain = merged_name(
-                    &self.catalog.members[i].name,
-                    &original,
-                    &self.catalog.separator,
-                    &HashSet::new(),
-                );
+                let name = merged_name(server, &original, sep, &taken);
+                let plain = merged_name(server, &original, sep, &HashSet::new());
                 if name != plain {
                     tracing::warn!(
-                        server = %self.catalog.members[i].name,
+                        server = %server,
                         "{field} name `{plain}` is taken; `{original}` is offered as `{name}`"
                     );
                 }
                 taken.insert(name.clone());
-                table.insert(name.clone(), (i, original));
+                table.insert(name.clone(), (s.member.key, original));
                 item["name"] = name.into();
                 merged.push(item);
             }
@@ -643,28 +1039,23 @@ impl CatalogSession {
                 Kind::Prompt => n.prompts = table,
             }
         }
-        self.reply(Message::response(id, to_raw(&json!({ field: merged }))));
-    }
-
-    async fn list_resources(&self, id: Id, method: &str, field: &str) {
-        let merged = self.gather_resources(method, field).await;
-        self.reply(Message::response(id, to_raw(&json!({ field: merged }))));
+        merged
     }
 
     /// Gather resources (or templates) from every member, noting who owns what.
-    async fn gather_resources(&self, method: &str, field: &str) -> Vec<Value> {
-        let per_member = self.gather(method, field).await;
+    async fn gather_resources(&self, subs: &[Sub], method: &str, field: &str) -> Vec<Value> {
+        let per_member = self.gather(subs, method, field).await;
         let mut merged = vec![];
         let mut owners = HashMap::new();
         let mut templates = vec![];
-        for (i, items) in per_member.into_iter().enumerate() {
+        for (s, items) in subs.iter().zip(per_member) {
             for item in items {
                 if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                    owners.entry(uri.to_owned()).or_insert(i);
+                    owners.entry(uri.to_owned()).or_insert(s.member.key);
                 }
                 if let Some(t) = item.get("uriTemplate").and_then(Value::as_str) {
                     let prefix = t.split('{').next().unwrap_or("").to_owned();
-                    templates.push((prefix, i));
+                    templates.push((prefix, s.member.key));
                 }
                 merged.push(item);
             }
@@ -680,15 +1071,16 @@ impl CatalogSession {
     }
 
     /// Learn which member owns which resource and template.
-    async fn learn_resources(&self) {
-        self.gather_resources("resources/list", "resources").await;
-        self.gather_resources("resources/templates/list", "resourceTemplates")
+    async fn learn_resources(&self, subs: &[Sub]) {
+        self.gather_resources(subs, "resources/list", "resources")
+            .await;
+        self.gather_resources(subs, "resources/templates/list", "resourceTemplates")
             .await;
     }
 
     /// End the session with every member.
     pub async fn close(&self) {
-        for r in self.subs.iter().flatten() {
+        for r in self.shared.subs().into_iter().filter_map(|s| s.route) {
             Box::pin(r.close()).await;
         }
     }

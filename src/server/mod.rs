@@ -8,11 +8,11 @@ pub mod stdio;
 pub mod streamable;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::route::Backend;
@@ -67,41 +67,165 @@ pub struct Mount {
     pub modern: Arc<crate::era::front::ModernFront>,
 }
 
-/// Serve until `shutdown` fires; then end every session and return.
-pub async fn serve_http(
-    listener: tokio::net::TcpListener,
-    mounts: Vec<Mount>,
+/// The servers the HTTP listener offers: one at the root (fixed), and named servers under
+/// `/servers/NAME/`, which a reload may add, replace and remove while the listener runs.
+pub struct Mounts {
+    root: Option<Arc<AppState>>,
+    named: RwLock<Vec<(String, Arc<AppState>, Router)>>,
     options: HttpOptions,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let mut app = Router::new();
-    let mut states = vec![];
-    for m in mounts {
-        let mut opts = options.clone();
+}
+
+impl Mounts {
+    pub fn new(options: HttpOptions, shutdown: CancellationToken) -> Mounts {
+        Mounts {
+            root: None,
+            named: Default::default(),
+            options,
+            shutdown,
+        }
+    }
+
+    fn state(&self, m: Mount) -> Arc<AppState> {
+        let mut options = self.options.clone();
         if let Some(name) = &m.name {
-            opts.base_path = format!("/servers/{name}");
+            options.base_path = format!("/servers/{name}");
         }
         let state = Arc::new(AppState {
             backend: m.backend,
             curation: m.curation,
             modern: m.modern,
-            options: opts,
+            options,
             streamable: Default::default(),
             sse: Default::default(),
-            shutdown: shutdown.clone(),
+            // Its own, so that one server's sessions can end without the listener's.
+            shutdown: self.shutdown.child_token(),
         });
         streamable::spawn_reaper(state.clone());
-        app = match &m.name {
-            None => app.merge(router(state.clone())),
-            Some(name) => app.nest(&format!("/servers/{name}"), router(state.clone())),
-        };
-        states.push((m.name, state));
+        state
     }
-    let states = Arc::new(states);
-    let guard = options.guard.clone();
+
+    /// Serve `m` at `/mcp` and `/sse`.
+    pub fn set_root(&mut self, m: Mount) {
+        self.root = Some(self.state(m));
+    }
+
+    /// Serve `m` at `/servers/NAME/`, in place of the server of that name if there is one;
+    /// that server's sessions end (their clients get 404 and open new sessions).
+    pub async fn put(&self, m: Mount) {
+        let Some(name) = m.name.clone() else {
+            return;
+        };
+        let state = self.state(m);
+        let router = router(state.clone());
+        let old = match self.named.write() {
+            Ok(mut named) => match named.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(slot) => Some(std::mem::replace(slot, (name, state, router)).1),
+                None => {
+                    named.push((name, state, router));
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        if let Some(old) = old {
+            retire(&old).await;
+        }
+    }
+
+    /// Stop serving the server `name`; its sessions end.
+    pub async fn remove(&self, name: &str) {
+        let old = self.named.write().ok().and_then(|mut named| {
+            let at = named.iter().position(|(n, _, _)| n == name)?;
+            Some(named.remove(at).1)
+        });
+        if let Some(old) = old {
+            retire(&old).await;
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<Router> {
+        let named = self.named.read().ok()?;
+        named
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, r)| r.clone())
+    }
+
+    /// Every server offered, the root last.
+    fn all(&self) -> Vec<(Option<String>, Arc<AppState>)> {
+        let mut all: Vec<_> = match self.named.read() {
+            Ok(named) => named
+                .iter()
+                .map(|(n, s, _)| (Some(n.clone()), s.clone()))
+                .collect(),
+            Err(_) => vec![],
+        };
+        all.extend(self.root.iter().map(|s| (None, s.clone())));
+        all
+    }
+}
+
+/// End a server's sessions and streams.
+async fn retire(state: &AppState) {
+    state.shutdown.cancel();
+    state.streamable.close_all().await;
+    state.sse.close_all().await;
+}
+
+/// `/servers/NAME/...`: the named server's own endpoints.
+async fn to_named(
+    axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    let path = req.uri().path();
+    let rest = path.strip_prefix("/servers/").unwrap_or("");
+    let (name, inner) = match rest.split_once('/') {
+        Some((name, inner)) => (name, format!("/{inner}")),
+        None => (rest, "/".to_owned()),
+    };
+    let Some(router) = mounts.find(name) else {
+        return (
+            http::StatusCode::NOT_FOUND,
+            format!("no server named `{name}` is configured\n"),
+        )
+            .into_response();
+    };
+    let target = match req.uri().query() {
+        Some(q) => format!("{inner}?{q}"),
+        None => inner,
+    };
+    let (mut parts, body) = req.into_parts();
+    match target.parse::<http::Uri>() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => return http::StatusCode::BAD_REQUEST.into_response(),
+    }
+    match router
+        .oneshot(axum::extract::Request::from_parts(parts, body))
+        .await
+    {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Serve until `shutdown` fires; then end every session and return.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    mounts: Arc<Mounts>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut app = Router::new();
+    if let Some(root) = &mounts.root {
+        app = app.merge(router(root.clone()));
+    }
+    let guard = mounts.options.guard.clone();
     let app = app
+        .route("/servers/{*rest}", any(to_named).with_state(mounts.clone()))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/status", get(status).with_state(states.clone()))
+        .route("/status", get(status).with_state(mounts.clone()))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(guard),
             guard::check,
@@ -116,21 +240,20 @@ pub async fn serve_http(
         // Open streams would hold graceful shutdown forever: end sessions first.
     })
     .await?;
-    for (_, state) in states.iter() {
+    for (_, state) in mounts.all() {
         state.streamable.close_all().await;
         state.sse.close_all().await;
     }
     Ok(())
 }
 
-type Mounted = Arc<Vec<(Option<String>, Arc<AppState>)>>;
-
 /// `/status`: every server's state, as JSON.
 async fn status(
-    axum::extract::State(states): axum::extract::State<Mounted>,
+    axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let servers: Vec<serde_json::Value> = states
+    let servers: Vec<serde_json::Value> = mounts
+        .all()
         .iter()
         .map(|(name, state)| {
             let (link, detail) = match &state.backend {

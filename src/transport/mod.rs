@@ -33,13 +33,13 @@ pub enum HttpTransport {
 }
 
 /// What to connect to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Command(CommandSpec),
     Url(UrlSpec),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CommandSpec {
     pub program: String,
     pub args: Vec<String>,
@@ -50,7 +50,7 @@ pub struct CommandSpec {
     pub name: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UrlSpec {
     pub url: reqwest::Url,
     pub transport: HttpTransport,
