@@ -5,6 +5,7 @@ mod conformance;
 mod era;
 mod era_matrix;
 mod protocol;
+mod reload;
 mod sdk;
 mod servers;
 mod util;

@@ -34,6 +34,18 @@ pub fn python2() -> String {
     peers().join("venv2/bin/python").display().to_string()
 }
 
+/// The `mcp-server-time` command (the Python reference server).
+pub fn time_server() -> String {
+    peers().join("venv/bin/mcp-server-time").display().to_string()
+}
+
+/// A temporary file of this test process, holding `text`.
+pub fn temp_file(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("mcp-proxy-{name}-{}.json", std::process::id()));
+    std::fs::write(&path, text).expect("write a temporary file");
+    path.display().to_string()
+}
+
 pub fn node() -> String {
     peers()
         .join("node/node_modules/.bin/node")
