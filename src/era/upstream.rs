@@ -172,6 +172,7 @@ pub fn wrap(inner: Connection, discover: Value) -> Connection {
     let (tx, from_route) = mpsc::channel::<Message>(256);
     let (to_route, rx) = mpsc::channel::<Inbound>(256);
     let describe = inner.describe.clone();
+    let pid = inner.pid;
     let task = tokio::spawn(run(inner, from_route, to_route, discover));
     Connection {
         tx,
@@ -179,6 +180,7 @@ pub fn wrap(inner: Connection, discover: Value) -> Connection {
         task,
         describe,
         quiet: None,
+        pid,
     }
 }
 

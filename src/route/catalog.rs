@@ -178,6 +178,23 @@ impl Catalog {
         futures_util::future::join_all(syncs).await;
     }
 
+    /// How many tools each member offers (after its tool rules), by name, as last listed.
+    pub fn tool_counts(&self) -> HashMap<String, usize> {
+        let names: HashMap<Key, String> = self
+            .members()
+            .iter()
+            .map(|m| (m.key, m.name.clone()))
+            .collect();
+        let Ok(cache) = self.cache.lock() else {
+            return HashMap::new();
+        };
+        cache
+            .iter()
+            .filter(|((_, method), _)| method == "tools/list")
+            .filter_map(|((k, _), tools)| Some((names.get(k)?.clone(), tools.len())))
+            .collect()
+    }
+
     /// End every member's shared link.
     pub async fn shutdown(&self) {
         for m in self.members() {

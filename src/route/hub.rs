@@ -100,6 +100,12 @@ pub struct Hub {
     stopping: std::sync::atomic::AtomicBool,
     /// How many times the server was started again.
     restarts: std::sync::atomic::AtomicU64,
+    /// The server process, when it is a child (0: none).
+    pid: std::sync::atomic::AtomicU32,
+    /// When the server last became ready.
+    up_since: Mutex<Option<std::time::Instant>>,
+    /// What the log calls the server.
+    label: String,
 }
 
 impl Hub {
@@ -119,7 +125,7 @@ impl Hub {
                     *s = match result {
                         Ok(a) => Status::Ready(Arc::new(a)),
                         Err(e) => {
-                            tracing::error!("{e}");
+                            tracing::error!(server = %init_hub.label, "{e}");
                             Status::Failed(e)
                         }
                     };
@@ -147,9 +153,17 @@ impl Hub {
             options,
             conn_task: Mutex::new(None),
             modern: Default::default(),
-            target,
             stopping: Default::default(),
             restarts: Default::default(),
+            pid: Default::default(),
+            up_since: Default::default(),
+            label: match &target {
+                Some(Target::Command(c)) if !c.name.is_empty() => c.name.clone(),
+                Some(Target::Command(c)) => c.program.clone(),
+                Some(Target::Url(u)) => u.url.to_string(),
+                None => String::new(),
+            },
+            target,
         }
     }
 
@@ -163,6 +177,8 @@ impl Hub {
         let (conn, modern) = crate::era::upstream::settle(conn, target, self.options).await?;
         self.modern
             .store(modern, std::sync::atomic::Ordering::Relaxed);
+        self.pid
+            .store(conn.pid.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut tx) = self.tx.write() {
             *tx = Some(conn.tx);
         }
@@ -170,7 +186,25 @@ impl Hub {
             *t = Some(conn.task);
         }
         tokio::spawn(read_upstream(self.clone(), conn.rx, status.clone()));
-        self.initialize().await
+        let answer = self.initialize().await?;
+        if let Ok(mut t) = self.up_since.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+        Ok(answer)
+    }
+
+    /// The server's process id, when it is a child process that runs.
+    pub fn pid(&self) -> Option<u32> {
+        let pid = self.pid.load(std::sync::atomic::Ordering::Relaxed);
+        (pid != 0 && matches!(self.status(), Status::Ready(_))).then_some(pid)
+    }
+
+    /// How long the server has been ready, when it is.
+    pub fn uptime(&self) -> Option<Duration> {
+        if !matches!(self.status(), Status::Ready(_)) {
+            return None;
+        }
+        self.up_since.lock().ok()?.map(|t| t.elapsed())
     }
 
     /// How many times the server was started again after its link ended.
@@ -233,7 +267,7 @@ impl Hub {
             .unwrap_or_else(|| LATEST_LEGACY.to_owned());
         let result = result.to_owned();
         self.send_upstream(Message::notification("notifications/initialized", None));
-        tracing::info!(protocol = %version, "server initialised");
+        tracing::info!(server = %self.label, protocol = %version, "server initialised");
         Ok(InitAnswer { result, version })
     }
 
@@ -751,13 +785,14 @@ fn restart_later(hub: Arc<Hub>, status: watch::Sender<Status>) {
                         .restarts
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         + 1;
-                    tracing::info!(restarts = n, "server started again");
+                    tracing::info!(server = %hub.label, restarts = n, "server started again");
                     status.send_replace(Status::Ready(Arc::new(answer)));
                     hub.after_restart();
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(
+                        server = %hub.label,
                         "starting the server again failed: {e}; next try in {}s",
                         (wait * 2).min(RESTART_CAP).as_secs()
                     );
@@ -809,7 +844,7 @@ impl Hub {
 }
 
 fn close_all(hub: &Hub, status: &watch::Sender<Status>, reason: String) {
-    tracing::warn!("server gone: {reason}");
+    tracing::warn!(server = %hub.label, "server gone: {reason}");
     status.send_replace(Status::Failed(reason.clone()));
     fail_pending(hub, |_| true, &reason);
     if let Ok(mut st) = hub.state.lock() {

@@ -252,26 +252,30 @@ async fn status(
     axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    // Tool counts are known for the servers of the merged view, once it has listed them.
+    let tools = match mounts.root.as_ref().map(|r| &r.backend) {
+        Some(Backend::Catalog(c)) => c.tool_counts(),
+        _ => Default::default(),
+    };
     let servers: Vec<serde_json::Value> = mounts
         .all()
         .iter()
         .map(|(name, state)| {
-            let (link, detail) = match &state.backend {
-                Backend::Shared(hub) => match hub.status() {
-                    crate::route::hub::Status::Starting => ("starting", None),
-                    crate::route::hub::Status::Ready(_) => ("ready", None),
-                    crate::route::hub::Status::Failed(why) => ("failed", Some(why)),
-                },
-                Backend::PerSession { .. } => ("per-session", None),
-                Backend::Catalog(_) => ("merged", None),
-            };
-            let protocol = match &state.backend {
-                Backend::Shared(hub) if hub.upstream_modern() => Some(crate::era::MODERN),
-                Backend::Shared(hub) => match hub.status() {
-                    crate::route::hub::Status::Ready(_) => Some("session-based"),
-                    _ => None,
-                },
+            let hub = match &state.backend {
+                Backend::Shared(hub) => Some(hub),
                 Backend::PerSession { .. } | Backend::Catalog(_) => None,
+            };
+            let (link, detail) = match (&state.backend, hub.map(|h| h.status())) {
+                (_, Some(crate::route::hub::Status::Starting)) => ("starting", None),
+                (_, Some(crate::route::hub::Status::Ready(_))) => ("ready", None),
+                (_, Some(crate::route::hub::Status::Failed(why))) => ("failed", Some(why)),
+                (Backend::Catalog(_), None) => ("merged", None),
+                _ => ("per-session", None),
+            };
+            let protocol = match hub {
+                Some(h) if h.upstream_modern() => Some(crate::era::MODERN),
+                Some(h) if link == "ready" && !h.upstream_modern() => Some("session-based"),
+                _ => None,
             };
             serde_json::json!({
                 "name": name,
@@ -279,11 +283,11 @@ async fn status(
                 "state": link,
                 "lastError": detail,
                 "protocol": protocol,
+                "pid": hub.and_then(|h| h.pid()),
+                "uptimeSeconds": hub.and_then(|h| h.uptime()).map(|d| d.as_secs()),
+                "restarts": hub.map(|h| h.restarts()).unwrap_or(0),
+                "tools": name.as_ref().and_then(|n| tools.get(n)),
                 "sessions": state.streamable.len() + state.sse.len(),
-                "restarts": match &state.backend {
-                    Backend::Shared(hub) => hub.restarts(),
-                    Backend::PerSession { .. } | Backend::Catalog(_) => 0,
-                },
                 "parkedCalls": state.modern.parked_calls(),
             })
         })

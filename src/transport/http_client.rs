@@ -90,6 +90,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
         task,
         describe,
         quiet: None,
+        pid: None,
     })
 }
 

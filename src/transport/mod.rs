@@ -86,6 +86,8 @@ pub struct Connection {
     /// For a child process: while set, its stderr is logged at debug level only (the era
     /// probe makes legacy servers complain about a method they do not know).
     pub quiet: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The child's process id, for a child process.
+    pub pid: Option<u32>,
 }
 
 impl Connection {

@@ -209,6 +209,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
         task,
         describe,
         quiet: Some(quiet),
+        pid,
     })
 }
 

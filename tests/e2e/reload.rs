@@ -71,7 +71,12 @@ async fn edits_of_the_config_file_reach_a_stdio_client() {
     let config = temp_file("reload-stdio", &demo_only());
     let (ok, out) = reload_client(
         &config,
-        &["--stdio".into(), BIN.into(), "--config".into(), config.clone()],
+        &[
+            "--stdio".into(),
+            BIN.into(),
+            "--config".into(),
+            config.clone(),
+        ],
     );
     assert!(ok, "{out}");
     let _ = std::fs::remove_file(&config);
@@ -95,11 +100,7 @@ async fn sighup_applies_the_file_and_only_the_difference() {
     let sa = session(&a).await;
     let sb = session(&b).await;
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
-    std::fs::write(
-        &config,
-        servers(&["--demo-server", "--demo-tools", "2"]),
-    )
-    .expect("write");
+    std::fs::write(&config, servers(&["--demo-server", "--demo-tools", "2"])).expect("write");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Not watched: nothing changed yet.
     let before = post(&b, Some(&sb), list, &[]).await;
@@ -112,9 +113,10 @@ async fn sighup_applies_the_file_and_only_the_difference() {
             .expect("kill")
             .success()
     );
-    proxy
-        .run
-        .wait_log("reloaded (SIGHUP): restarted: b; unchanged: 1", Duration::from_secs(20));
+    proxy.run.wait_log(
+        "reloaded (SIGHUP): restarted: b; unchanged: 1",
+        Duration::from_secs(20),
+    );
     // b's old session ended with its old server; a new one sees the new server.
     let stale = post(&b, Some(&sb), list, &[]).await;
     assert_eq!(stale.status, 404, "{}", stale.body);

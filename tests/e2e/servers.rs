@@ -4,19 +4,13 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn write(name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("mcp-proxy-{name}-{}.json", std::process::id()));
-    std::fs::write(&path, text).expect("write config");
-    path.display().to_string()
-}
-
 fn era_server() -> String {
     repo_file("tests/servers/era_server.py")
 }
 
 #[tokio::test]
 async fn servers_from_a_config_file_are_served_by_name() {
-    let config = write(
+    let config = temp_file(
         "servers",
         &format!(
             r#"{{
@@ -156,7 +150,7 @@ async fn named_servers_come_from_the_command_line() {
 
 #[test]
 fn a_broken_config_file_stops_everything_with_one_line() {
-    let config = write(
+    let config = temp_file(
         "broken",
         "{\n  \"mcpServers\": {\n    \"x\": { \"url\": \"ftp://nope\" }\n  }\n}",
     );
@@ -197,7 +191,7 @@ fn a_broken_config_file_stops_everything_with_one_line() {
 
 #[tokio::test]
 async fn tools_are_hidden_renamed_and_refused_as_configured() {
-    let tool_config = write(
+    let tool_config = temp_file(
         "tools",
         r#"{ "tools": {
             "demo--echo": { "displayName": "Say it back", "description": "Echoes." },
@@ -286,7 +280,7 @@ async fn tools_are_hidden_renamed_and_refused_as_configured() {
 
 /// A config file with the demo server and the SDK 1.x era server, as a path.
 fn two_servers() -> String {
-    write(
+    temp_file(
         "merged",
         &format!(
             r#"{{ "mcpServers": {{
@@ -384,7 +378,7 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
 /// timeout; the others' tools come without waiting for it.
 #[tokio::test]
 async fn a_slow_server_does_not_hold_up_the_merged_list() {
-    let config = write(
+    let config = temp_file(
         "slow",
         &format!(
             r#"{{ "mcpServers": {{
@@ -474,7 +468,7 @@ async fn four_kinds_of_server_behind_one_endpoint() {
         .join("venv/bin/mcp-server-time")
         .display()
         .to_string();
-    let config = write(
+    let config = temp_file(
         "four",
         &format!(
             r#"{{ "mcpServers": {{
@@ -555,7 +549,7 @@ async fn four_kinds_of_server_behind_one_endpoint() {
 fn two_clients_on_the_merged_view_get_their_own_server_requests() {
     let everything_js = everything()[1].clone();
     let node = node();
-    let config = write(
+    let config = temp_file(
         "two-clients",
         &format!(
             r#"{{ "mcpServers": {{
@@ -580,4 +574,132 @@ fn two_clients_on_the_merged_view_get_their_own_server_requests() {
         Duration::from_secs(240),
     );
     assert!(ok && out.contains("0 failed"), "{out}");
+}
+
+/// Status of the servers, by name.
+async fn status_of(proxy: &Proxy) -> std::collections::HashMap<String, serde_json::Value> {
+    let s: serde_json::Value = reqwest::get(proxy.url("/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    s["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .filter_map(|x| Some((x["name"].as_str()?.to_owned(), x.clone())))
+        .collect()
+}
+
+/// A server that dies in the middle of a call: the caller gets an error at once, the other
+/// server keeps serving, and the dead one is started again; the client is told its lists
+/// changed and its tools work again, in the same session.
+#[tokio::test]
+async fn a_server_that_crashes_mid_call_comes_back() {
+    let config = temp_file(
+        "crash",
+        &serde_json::json!({ "mcpServers": {
+            "demo": { "command": BIN, "args": ["--demo-server"] },
+            "time": { "command": time_server() },
+        } })
+        .to_string(),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let url = proxy.url("/mcp");
+    let sid = session(&url).await;
+    // The client's stream for notifications.
+    let mut stream = reqwest::Client::new()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .expect("stream");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    let list = post(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    assert!(
+        list.body.contains("time--get_current_time"),
+        "{}",
+        list.body
+    );
+    let before = status_of(&proxy).await;
+    assert_eq!(before["demo"]["tools"], 9, "{before:?}");
+    let pid = before["demo"]["pid"].as_u64().expect("a pid");
+    assert!(before["demo"]["uptimeSeconds"].is_u64(), "{before:?}");
+    let crash = post(
+        &url,
+        Some(&sid),
+        &call(2, "demo--crash", serde_json::json!({"status": 3})),
+        &[],
+    )
+    .await;
+    let answer = crash.events().pop().unwrap_or_else(|| crash.json());
+    assert_eq!(answer["error"]["code"], -32000, "{}", crash.body);
+    // The other server answers meanwhile.
+    let other = post(
+        &url,
+        Some(&sid),
+        &call(
+            3,
+            "time--get_current_time",
+            serde_json::json!({"timezone": "UTC"}),
+        ),
+        &[],
+    )
+    .await;
+    assert!(other.body.contains("UTC"), "{}", other.body);
+    // Back after its backoff, and the client is told.
+    let mut back = None;
+    for _ in 0..100 {
+        let s = status_of(&proxy).await;
+        if s["demo"]["state"] == "ready" && s["demo"]["restarts"] == 1 {
+            back = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = back.expect("the demo server was not started again within 10 s");
+    assert_ne!(back["demo"]["pid"].as_u64(), Some(pid), "{back:?}");
+    assert_eq!(back["time"]["restarts"], 0, "{back:?}");
+    for _ in 0..50 {
+        if seen
+            .lock()
+            .unwrap()
+            .contains("notifications/tools/list_changed")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains("notifications/tools/list_changed"),
+        "{}",
+        seen.lock().unwrap()
+    );
+    let again = post(
+        &url,
+        Some(&sid),
+        &call(4, "demo--echo", serde_json::json!({"message": "back"})),
+        &[],
+    )
+    .await;
+    assert!(again.body.contains("back"), "{}", again.body);
+    let _ = std::fs::remove_file(&config);
 }

@@ -36,7 +36,10 @@ pub fn python2() -> String {
 
 /// The `mcp-server-time` command (the Python reference server).
 pub fn time_server() -> String {
-    peers().join("venv/bin/mcp-server-time").display().to_string()
+    peers()
+        .join("venv/bin/mcp-server-time")
+        .display()
+        .to_string()
 }
 
 /// A temporary file of this test process, holding `text`.
