@@ -1108,6 +1108,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cursors_name_their_list_and_nothing_else() {
+        let c = cursor("tools", 7, 100);
+        assert!(!c.contains("tools"));
+        assert_eq!(read_cursor("tools", &c), Some((7, 100)));
+        assert_eq!(read_cursor("prompts", &c), None);
+        assert_eq!(read_cursor("tools", "not base64!"), None);
+        let extra = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("tools:1:2:3");
+        assert_eq!(read_cursor("tools", &extra), None);
+    }
+
+    #[test]
     fn capabilities_are_united() {
         let mut a = json!({ "tools": { "listChanged": false }, "tasks": { "list": {} } });
         union(

@@ -703,3 +703,67 @@ async fn a_server_that_crashes_mid_call_comes_back() {
     assert!(again.body.contains("back"), "{}", again.body);
     let _ = std::fs::remove_file(&config);
 }
+
+/// With --page-size, the merged list comes in pages across the servers, with opaque cursors;
+/// a made-up cursor is refused.
+#[tokio::test]
+async fn merged_lists_come_in_pages_with_opaque_cursors() {
+    let config = temp_file(
+        "pages",
+        &serde_json::json!({ "mcpServers": {
+            "demo": { "command": BIN, "args": ["--demo-server", "--demo-tools", "20"] },
+            "time": { "command": time_server() },
+        } })
+        .to_string(),
+    );
+    let proxy = Proxy::start(&["--config", &config, "--page-size", "10"]);
+    let url = proxy.url("/mcp");
+    let sid = session(&url).await;
+    let mut names = vec![];
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let params = match &cursor {
+            Some(c) => serde_json::json!({ "cursor": c }),
+            None => serde_json::json!({}),
+        };
+        let body = serde_json::json!({"jsonrpc":"2.0","id":pages + 1,"method":"tools/list","params":params});
+        let r = post(&url, Some(&sid), &body.to_string(), &[]).await;
+        let result = r.json()["result"].clone();
+        let tools = result["tools"].as_array().cloned().unwrap_or_default();
+        assert!(tools.len() <= 10, "{}", r.body);
+        names.extend(
+            tools
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned)),
+        );
+        pages += 1;
+        match result["nextCursor"].as_str() {
+            Some(c) => {
+                assert!(
+                    !c.contains("demo") && !c.contains("time"),
+                    "not opaque: {c}"
+                );
+                cursor = Some(c.to_owned());
+            }
+            None => break,
+        }
+        assert!(pages < 10, "too many pages");
+    }
+    // 9 demo tools, 20 extra, 2 of the time server: 31 in 4 pages, each once.
+    assert_eq!(pages, 4, "{names:?}");
+    assert_eq!(names.len(), 31, "{names:?}");
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), 31);
+    assert!(names.contains(&"time--get_current_time".to_owned()));
+    assert!(names.contains(&"demo--tool_20".to_owned()));
+    let bad = post(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{"cursor":"bm9wZQ"}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(bad.json()["error"]["code"], -32602, "{}", bad.body);
+    let _ = std::fs::remove_file(&config);
+}
