@@ -7,6 +7,10 @@
 //! `input_required` result with those requests and a signed `requestState`, and its retry
 //! with `inputResponses` answers the server and continues the same call.
 //! `subscriptions/listen` is served from the legacy notifications.
+//!
+//! In front of the merged view of several servers, each request runs on a merged session of
+//! its own instead, initialised from the request's `_meta`; the same parking applies, since
+//! the merged view speaks the session-based revisions towards every server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -18,7 +22,8 @@ use tokio::sync::mpsc;
 use super::seal::{Claims, Seal};
 use super::{META_SUBSCRIPTION, RequestMeta};
 use crate::jsonrpc::{Id, Message, code, to_raw};
-use crate::route::hub::{Hub, HubSession, Status};
+use crate::route::catalog::{Catalog, CatalogSession};
+use crate::route::hub::{Hub, HubSession, LATEST_LEGACY};
 use crate::route::{Backend, Outgoing, SESSION_QUEUE, SessionTx, level_rank};
 
 /// Requests that may answer `input_required` (and so may be parked).
@@ -59,13 +64,46 @@ struct Parked {
     until: Instant,
 }
 
-/// One request in progress on its own hub session.
+/// What modern requests run on.
+enum Source {
+    Hub(Arc<Hub>),
+    Merged(Arc<Catalog>),
+}
+
+impl Source {
+    /// Whether the server speaks 2026-07-28 itself (then requests pass through).
+    fn modern(&self) -> bool {
+        match self {
+            Source::Hub(h) => h.upstream_modern(),
+            Source::Merged(_) => false,
+        }
+    }
+}
+
+/// A request's own session: with one server, or with the merged view.
+enum Link {
+    Hub(HubSession),
+    Merged(Box<CatalogSession>),
+}
+
+impl Link {
+    async fn send(&self, msg: Message) {
+        match self {
+            Link::Hub(s) => s.send(msg).await,
+            Link::Merged(s) => s.send(msg).await,
+        }
+    }
+}
+
+/// One request in progress on its own session.
 struct Call {
-    session: HubSession,
+    session: Link,
     rx: mpsc::Receiver<Outgoing>,
     method: String,
     name: Option<String>,
     rounds: usize,
+    /// The `initialize` result the session was opened with.
+    init: Box<serde_json::value::RawValue>,
 }
 
 /// What a request is answered with, besides notifications on the way.
@@ -109,23 +147,19 @@ impl ModernFront {
         self.parked.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    async fn hub(&self) -> Result<Arc<Hub>, String> {
+    async fn source(&self) -> Result<Source, String> {
         match &self.backend {
-            Backend::Shared(h) => Ok(h.clone()),
-            Backend::Catalog(_) => Err(format!(
-                "the merged view of several servers does not serve protocol revision {} yet; \
-                 use /servers/NAME/mcp",
-                super::MODERN
-            )),
+            Backend::Shared(h) => Ok(Source::Hub(h.clone())),
+            Backend::Catalog(c) => Ok(Source::Merged(c.clone())),
             Backend::PerSession { target, options } => {
                 let mut slot = self.own_hub.lock().await;
                 // A hub starts its server again by itself when the link ends.
                 if let Some(h) = slot.as_ref() {
-                    return Ok(h.clone());
+                    return Ok(Source::Hub(h.clone()));
                 }
                 let h = Hub::start(target, *options).await?;
                 *slot = Some(h.clone());
-                Ok(h)
+                Ok(Source::Hub(h))
             }
         }
     }
@@ -149,8 +183,8 @@ impl ModernFront {
             let _ = out.send(m).await;
             return;
         }
-        let hub = match self.hub().await {
-            Ok(h) => h,
+        let src = match self.source().await {
+            Ok(s) => s,
             Err(e) => {
                 let _ = out
                     .send(Message::error(id, code::UPSTREAM_UNAVAILABLE, &e, None))
@@ -159,20 +193,27 @@ impl ModernFront {
             }
         };
         if method == "subscriptions/listen" {
-            return self.listen(&hub, msg, &meta, out).await;
+            return self.listen(&src, msg, &meta, out).await;
         }
-        let status = match ready(&hub).await {
-            Ok(s) => s,
-            Err(mut e) => {
-                e.set_id(&id);
-                let _ = out.send(e).await;
-                return;
-            }
-        };
+        if let Source::Hub(hub) = &src
+            && let Err(mut e) = ready(hub).await
+        {
+            e.set_id(&id);
+            let _ = out.send(e).await;
+            return;
+        }
         // A modern server gets the request as it is; its answers come back as they are.
-        let modern = hub.upstream_modern();
+        let modern = src.modern();
         if method == "server/discover" && !modern {
-            let mut m = Message::response(id, status.result.clone());
+            let init = match self.open(&src, &meta).await {
+                Ok(call) => call.init,
+                Err(mut e) => {
+                    e.set_id(&id);
+                    let _ = out.send(e).await;
+                    return;
+                }
+            };
+            let mut m = Message::response(id, init);
             super::discover_result(&mut m);
             let _ = out.send(m).await;
             return;
@@ -184,45 +225,91 @@ impl ModernFront {
         let params = msg.params_as::<Value>().unwrap_or(Value::Null);
         let step = match params.get("requestState") {
             Some(state) if !modern => self.resume(msg.clone(), state, &params, &meta, &out).await,
-            _ => self.start(&hub, msg.clone(), &meta, &out).await,
+            _ => self.start(&src, msg.clone(), &meta, &out).await,
         };
         if let Step::Park(call, asked) = step {
             self.park(call, asked, id, &out).await;
         }
     }
 
-    /// A hub session that knows the client's capabilities (and log level) for this request.
-    /// The hub must be ready.
-    async fn open(&self, hub: &Arc<Hub>, meta: &RequestMeta) -> Call {
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        let session = hub.attach(SessionTx::Queue(tx));
-        session.declare(meta.capabilities.clone().unwrap_or(Value::Null));
+    /// A session of this request's own that knows the client's capabilities (and log level);
+    /// or the error for the client. A hub must be ready.
+    async fn open(&self, src: &Source, meta: &RequestMeta) -> Result<Call, Message> {
+        let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
+        let (session, init) = match src {
+            Source::Hub(hub) => {
+                let init = ready(hub).await?.result.clone();
+                let session = hub.attach(SessionTx::Queue(tx));
+                session.declare(meta.capabilities.clone().unwrap_or(Value::Null));
+                (Link::Hub(session), init)
+            }
+            Source::Merged(catalog) => {
+                let session = catalog.attach(SessionTx::Queue(tx)).await;
+                let id = Id::string("mcp-proxy-init");
+                let params = json!({
+                    "protocolVersion": LATEST_LEGACY,
+                    "capabilities": meta.capabilities.clone().unwrap_or(json!({})),
+                    "clientInfo": meta.client_info.clone().unwrap_or(
+                        json!({ "name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION") })
+                    ),
+                });
+                session
+                    .send(Message::request(
+                        id.clone(),
+                        "initialize",
+                        Some(to_raw(&params)),
+                    ))
+                    .await;
+                let answer = wait_for(&mut rx, &id).await;
+                let Some(init) = answer.as_ref().and_then(|a| a.result()) else {
+                    return Err(Message::error(
+                        Id::null(),
+                        code::UPSTREAM_UNAVAILABLE,
+                        "the merged view did not initialise",
+                        None,
+                    ));
+                };
+                let init = init.to_owned();
+                session
+                    .send(Message::notification("notifications/initialized", None))
+                    .await;
+                (Link::Merged(Box::new(session)), init)
+            }
+        };
         set_level(&session, meta).await;
-        Call {
+        Ok(Call {
             session,
             rx,
             method: String::new(),
             name: None,
             rounds: 0,
-        }
+            init,
+        })
     }
 
     async fn start(
         &self,
-        hub: &Arc<Hub>,
+        src: &Source,
         msg: Message,
         meta: &RequestMeta,
         out: &mpsc::Sender<Message>,
     ) -> Step {
-        if msg.id().is_none() {
+        let Some(id) = msg.id() else {
             return Step::Done;
-        }
-        let mut call = self.open(hub, meta).await;
+        };
+        let mut call = match self.open(src, meta).await {
+            Ok(c) => c,
+            Err(mut e) => {
+                e.set_id(&id);
+                let _ = out.send(e).await;
+                return Step::Done;
+            }
+        };
         call.method = msg.method().unwrap_or("").to_owned();
         call.name = super::mcp_name(&msg);
         let mut upstream = msg.clone();
         upstream.set_id(&Id::number(CALL_ID));
-        if !hub.upstream_modern() {
+        if !src.modern() {
             super::strip_request_meta(&mut upstream);
         }
         call.session.send(upstream).await;
@@ -428,25 +515,24 @@ impl ModernFront {
     /// notifications until the client closes the stream or the server goes away.
     async fn listen(
         &self,
-        hub: &Arc<Hub>,
+        src: &Source,
         msg: Message,
         meta: &RequestMeta,
         out: mpsc::Sender<Message>,
     ) {
         let Some(client_id) = msg.id() else { return };
-        if let Err(mut e) = ready(hub).await {
-            e.set_id(&client_id);
-            let _ = out.send(e).await;
-            return;
-        }
-        let mut call = self.open(hub, meta).await;
-        let server_caps = match hub.status() {
-            Status::Ready(init) => serde_json::from_str::<Value>(init.result.get())
-                .ok()
-                .and_then(|r| r.get("capabilities").cloned())
-                .unwrap_or(Value::Null),
-            _ => Value::Null,
+        let mut call = match self.open(src, meta).await {
+            Ok(c) => c,
+            Err(mut e) => {
+                e.set_id(&client_id);
+                let _ = out.send(e).await;
+                return;
+            }
         };
+        let server_caps = serde_json::from_str::<Value>(call.init.get())
+            .ok()
+            .and_then(|r| r.get("capabilities").cloned())
+            .unwrap_or(Value::Null);
         let wanted = msg
             .params_as::<Value>()
             .and_then(|p| p.get("notifications").cloned())
@@ -566,7 +652,7 @@ impl ModernFront {
 }
 
 /// The log level a modern request asks for (`_meta`), for the session's share of the server.
-async fn set_level(session: &HubSession, meta: &RequestMeta) {
+async fn set_level(session: &Link, meta: &RequestMeta) {
     if let Some(level) = &meta.log_level {
         session
             .send(Message::request(

@@ -233,26 +233,26 @@ async def modern_scenario(wire) -> None:
     if isinstance(wire, HttpWire):
         wire.learn(tools["tools"])
     check("tools/list has the cache fields", "ttlMs" in tools and "cacheScope" in tools and tools.get("resultType") == "complete")
-    check("tools/list", {"echo", "ask", "sample", "slow", "change"} <= {t["name"] for t in tools["tools"]})
-    r = await c.call("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
+    check("tools/list", {t(n) for n in ("echo", "ask", "sample", "slow", "change")} <= {x["name"] for x in tools["tools"]})
+    r = await c.call("tools/call", {"name": t("echo"), "arguments": {"text": "hi"}})
     check("tools/call", text_of(r) == "hi" and r.get("resultType") == "complete", text_of(r))
-    r = await c.call("tools/call", {"name": "region", "arguments": {"region": "eu-west 1"}})
+    r = await c.call("tools/call", {"name": t("region"), "arguments": {"region": "eu-west 1"}})
     check("tools/call with an Mcp-Param header", text_of(r) == "region: eu-west 1", text_of(r))
     if isinstance(wire, HttpWire):
         wire.override = {"mcp-param-region": "us-east-1"}
         bad = {"jsonrpc": "2.0", "id": 998, "method": "tools/call",
-               "params": {"name": "region", "arguments": {"region": "eu-west-1"}, "_meta": meta()}}
+               "params": {"name": t("region"), "arguments": {"region": "eu-west-1"}, "_meta": meta()}}
         answer, status = await wire.request(bad, None)
         wire.override = None
         check("Mcp-Param header that disagrees is refused", status == 400 and (answer or {}).get("error", {}).get("code") == -32020,
               f"HTTP {status} {json.dumps((answer or {}).get('error'))}")
-    r = await c.call("tools/call", {"name": "ask", "arguments": {}})
+    r = await c.call("tools/call", {"name": t("ask"), "arguments": {}})
     check("elicitation (input_required)", text_of(r) == "hello Ada", text_of(r))
     first = getattr(c, "last_input", {})
     check("input_required carries requestState", isinstance(first.get("requestState"), str))
-    r = await c.call("tools/call", {"name": "sample", "arguments": {}})
+    r = await c.call("tools/call", {"name": t("sample"), "arguments": {}})
     check("sampling (input_required)", text_of(r) == "model said: Paris", text_of(r))
-    r = await c.call("tools/call", {"name": "roots", "arguments": {}})
+    r = await c.call("tools/call", {"name": t("roots"), "arguments": {}})
     check("roots (input_required)", text_of(r) == "roots: file:///work/era", text_of(r))
     progress: list = []
 
@@ -260,13 +260,13 @@ async def modern_scenario(wire) -> None:
         if m.get("method") == "notifications/progress":
             progress.append(m["params"])
 
-    r = await c.call("tools/call", {"name": "slow", "arguments": {}}, on_progress, {"progressToken": "p-1"})
+    r = await c.call("tools/call", {"name": t("slow"), "arguments": {}}, on_progress, {"progressToken": "p-1"})
     check("progress", text_of(r) == "done" and len(progress) >= 1 and all(p["progressToken"] == "p-1" for p in progress),
           f"{len(progress)} notifications")
 
     # A forged requestState is refused.
     bad = {"jsonrpc": "2.0", "id": 999, "method": "tools/call",
-           "params": {"name": "ask", "arguments": {}, "requestState": "forged", "inputResponses": {}, "_meta": meta()}}
+           "params": {"name": t("ask"), "arguments": {}, "requestState": "forged", "inputResponses": {}, "_meta": meta()}}
     answer, status = await wire.request(bad, on_progress)
     check("forged requestState refused", answer is not None and "error" in answer, json.dumps((answer or {}).get("error")))
 
@@ -292,7 +292,7 @@ async def modern_scenario(wire) -> None:
         ack = next(e for e in events if e.get("method") == "notifications/subscriptions/acknowledged")
         check("subscriptions/listen acknowledged", ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == listen_id,
               json.dumps(ack["params"]["notifications"]))
-        r = await c.call("tools/call", {"name": "change", "arguments": {}})
+        r = await c.call("tools/call", {"name": t("change"), "arguments": {}})
         await asyncio.wait_for(got_both.wait(), TIMEOUT)
         sub_ids = {(e.get("params", {}).get("_meta") or {}).get("io.modelcontextprotocol/subscriptionId") for e in events}
         check("list_changed and resource update on the listen stream", sub_ids == {listen_id},

@@ -47,6 +47,10 @@ async def roots(context):
     return types.ListRootsResult(roots=[types.Root(uri="file:///work/era", name="era")])
 
 
+# Behind a merged view, tool names carry the server's prefix.
+P = ""
+
+
 async def scenario(args) -> None:
     target = args.url or StdioServerParameters(command=args.stdio[0], args=args.stdio[1:])
     modern = args.era == "modern"
@@ -73,28 +77,28 @@ async def scenario(args) -> None:
     async with client:
         check("connected", True, f"protocol {client.protocol_version}")
         tools = await client.list_tools()
-        check("tools/list", {"echo", "ask", "sample", "roots", "slow", "change"} <= {t.name for t in tools.tools})
-        r = await client.call_tool("echo", {"text": "hi"})
+        check("tools/list", {P + n for n in ("echo", "ask", "sample", "roots", "slow", "change")} <= {t.name for t in tools.tools})
+        r = await client.call_tool(P + "echo", {"text": "hi"})
         check("tools/call", text_of(r) == "hi", text_of(r))
-        r = await client.call_tool("ask", {})
+        r = await client.call_tool(P + "ask", {})
         check("elicitation", text_of(r) == "hello Ada", text_of(r))
-        r = await client.call_tool("sample", {})
+        r = await client.call_tool(P + "sample", {})
         check("sampling", text_of(r) == "model said: Paris", text_of(r))
-        r = await client.call_tool("roots", {})
+        r = await client.call_tool(P + "roots", {})
         check("roots", text_of(r) == "roots: file:///work/era", text_of(r))
         progress: list = []
 
         async def on_progress(p, total, message):
             progress.append(p)
 
-        r = await client.call_tool("slow", {}, progress_callback=on_progress)
+        r = await client.call_tool(P + "slow", {}, progress_callback=on_progress)
         check("progress", text_of(r) == "done" and len(progress) >= 1, f"{len(progress)} notifications")
 
         if modern:
             events: list = []
             async with client.listen(tools_list_changed=True, resource_subscriptions=[WATCHED]) as sub:
                 check("subscriptions/listen acknowledged", True, str(sub.honored))
-                await client.call_tool("change", {})
+                await client.call_tool(P + "change", {})
                 with anyio.fail_after(20):
                     async for event in sub:
                         events.append(type(event).__name__)
@@ -103,7 +107,7 @@ async def scenario(args) -> None:
             check("list_changed and resource update", len(events) >= 2, ",".join(events))
         else:
             await client.subscribe_resource(WATCHED)
-            await client.call_tool("change", {})
+            await client.call_tool(P + "change", {})
             try:
                 with anyio.fail_after(20):
                     await changed.wait()
@@ -117,8 +121,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--era", choices=["legacy", "modern"], required=True)
     parser.add_argument("--url")
+    parser.add_argument("--prefix", default="", help="tool names carry this prefix (a merged view)")
     parser.add_argument("--stdio", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    global P
+    P = args.prefix
     try:
         anyio.run(scenario, args)
     except BaseException as e:  # a crash is a failed check, with its reason

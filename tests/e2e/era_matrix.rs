@@ -103,10 +103,17 @@ fn sdk2_server() -> Vec<String> {
 
 /// Run the SDK 2.x client pinned to `era` against `target`.
 fn sdk2_client(era: &str, target: Vec<String>, what: &str) {
+    sdk2_client_prefixed(era, "", target, what)
+}
+
+/// The same, with tool names prefixed (a merged view).
+fn sdk2_client_prefixed(era: &str, prefix: &str, target: Vec<String>, what: &str) {
     let mut args = vec![
         repo_file("tests/clients/sdk2_client.py"),
         "--era".into(),
         era.into(),
+        "--prefix".into(),
+        prefix.into(),
     ];
     args.extend(target);
     let (ok, out) = run_to_end(&python2(), &args, Duration::from_secs(90));
@@ -149,4 +156,53 @@ fn sdk2_peers_on_both_fronts() {
             "stdio front, remote SDK 2.x server",
         );
     }
+}
+
+/// The merged view with a 2026-07-28 server (SDK 2.x) and a session-based one (SDK 1.x's
+/// mcp-server-time) behind one endpoint: the SDK 2.x client of either era reaches the modern
+/// server's tools, sampling, elicitation, roots, progress and subscriptions through it, over
+/// HTTP and on stdio.
+#[tokio::test]
+async fn sdk2_client_on_a_merged_view_of_mixed_eras() {
+    let server = sdk2_server();
+    let config = temp_file(
+        "mixed-eras",
+        &serde_json::json!({ "mcpServers": {
+            "modern": { "command": server[0], "args": [server[1]] },
+            "time": { "command": time_server() },
+        } })
+        .to_string(),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    for c in ERAS {
+        sdk2_client_prefixed(
+            c,
+            "modern--",
+            vec!["--url".into(), proxy.url("/mcp")],
+            "merged view over HTTP",
+        );
+    }
+    sdk2_client_prefixed(
+        "modern",
+        "modern--",
+        vec![
+            "--stdio".into(),
+            BIN.into(),
+            "--config".into(),
+            config.clone(),
+        ],
+        "merged view on stdio",
+    );
+    let status = reqwest::get(proxy.url("/status"))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        status.contains("\"protocol\":\"2026-07-28\"")
+            && status.contains("\"protocol\":\"session-based\""),
+        "{status}"
+    );
+    let _ = std::fs::remove_file(&config);
 }

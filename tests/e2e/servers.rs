@@ -326,6 +326,13 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
         vec!["--url".into(), proxy.url("/sse")],
         "merged /sse",
     );
+    // A 2026-07-28 client on the merged view: input_required, listen, Mcp-Param headers.
+    era_client(
+        "modern",
+        "legacy--",
+        vec!["--url".into(), proxy.url("/mcp")],
+        "merged /mcp, 2026-07-28",
+    );
     // Both servers' tools, namespaced, in one list.
     let sid = session(&proxy.url("/mcp")).await;
     let list = post(
@@ -371,6 +378,17 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
             config.clone(),
         ],
         "merged on stdio",
+    );
+    era_client(
+        "modern",
+        "legacy--",
+        vec![
+            "--stdio".into(),
+            BIN.into(),
+            "--config".into(),
+            config.clone(),
+        ],
+        "merged on stdio, 2026-07-28",
     );
 }
 
