@@ -162,8 +162,14 @@ impl Config {
         for pair in cli.named_server.chunks(2) {
             if let [name, command] = pair {
                 named.push(
-                    crate::servers::named(name, command, &defaults)
-                        .map_err(ConfigError::NamedServer)?,
+                    crate::servers::named(
+                        name,
+                        command,
+                        &defaults,
+                        &pairs(&cli.env),
+                        cli.cwd.as_deref(),
+                    )
+                    .map_err(ConfigError::NamedServer)?,
                 );
             }
         }

@@ -270,10 +270,19 @@ pub fn parse(
     Ok(out)
 }
 
-/// `--named-server NAME 'COMMAND ARGS'`: a stdio server from one command line.
-pub fn named(name: &str, command_line: &str, defaults: &Defaults) -> Result<ServerEntry, String> {
+/// `--named-server NAME 'COMMAND ARGS'`: a stdio server from one command line, split as a
+/// shell would (quotes keep spaces), with the command line's `-e` variables and `--cwd`.
+pub fn named(
+    name: &str,
+    command_line: &str,
+    defaults: &Defaults,
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+) -> Result<ServerEntry, String> {
     let text = serde_json::json!({ "mcpServers": { name: { "command": "" } } }).to_string();
-    let mut words = command_line.split_whitespace().map(str::to_owned);
+    let words = shlex::split(command_line)
+        .ok_or_else(|| format!("--named-server {name}: unbalanced quotes in `{command_line}`"))?;
+    let mut words = words.into_iter();
     let program = words
         .next()
         .ok_or_else(|| format!("--named-server {name}: the command is empty"))?;
@@ -282,9 +291,9 @@ pub fn named(name: &str, command_line: &str, defaults: &Defaults) -> Result<Serv
     e.target = Target::Command(CommandSpec {
         program,
         args: words.collect(),
-        env: vec![],
+        env: env.to_vec(),
         pass_environment: defaults.pass_environment,
-        cwd: None,
+        cwd: cwd.map(Path::to_path_buf),
         name: name.to_owned(),
     });
     Ok(e)
@@ -417,18 +426,27 @@ mod tests {
 
     #[test]
     fn named_servers_come_from_a_command_line() {
+        let env = [("TZ".to_owned(), "UTC".to_owned())];
         let e = named(
             "time",
-            "uvx mcp-server-time --local-timezone UTC",
+            r#"uvx mcp-server-time --local-timezone "Europe/Paris" 'a b'"#,
             &defaults(),
+            &env,
+            Some(Path::new("/tmp")),
         )
         .expect("valid");
         let Target::Command(c) = &e.target else {
             panic!("command")
         };
         assert_eq!(c.program, "uvx");
-        assert_eq!(c.args.len(), 3);
-        assert!(named("bad name", "x", &defaults()).is_err());
-        assert!(named("empty", "  ", &defaults()).is_err());
+        assert_eq!(
+            c.args,
+            ["mcp-server-time", "--local-timezone", "Europe/Paris", "a b"]
+        );
+        assert_eq!(c.env, env);
+        assert_eq!(c.cwd.as_deref(), Some(Path::new("/tmp")));
+        assert!(named("bad name", "x", &defaults(), &[], None).is_err());
+        assert!(named("empty", "  ", &defaults(), &[], None).is_err());
+        assert!(named("quotes", "x 'y", &defaults(), &[], None).is_err());
     }
 }
