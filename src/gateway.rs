@@ -176,6 +176,7 @@ impl Gateway {
                 }
                 Some(s)
                     if new_rules
+                        || s.entry.title != e.title
                         || s.entry.allow_tools != e.allow_tools
                         || s.entry.deny_tools != e.deny_tools =>
                 {
@@ -206,12 +207,13 @@ impl Gateway {
                 (Next::Keep(s), _) => servers.push(s),
                 (Next::Recurate(s, e), _) => {
                     let curation = curation_of(&e, &policy);
-                    let mount = with_front(
+                    let mut mount = with_front(
                         &self.config,
                         Some(e.name.clone()),
                         s.mount.backend.clone(),
                         curation,
                     );
+                    mount.title = e.title.clone();
                     let member = Member::new(
                         e.name.clone(),
                         mount.backend.clone(),
@@ -392,7 +394,7 @@ async fn start(config: &Config, e: &ServerEntry, policy: &Arc<Policy>) -> Served
     }
     let curation = curation_of(e, policy);
     let name = Some(e.name.clone());
-    let mount = match mount(config, name.clone(), &e.target, route, curation.clone()).await {
+    let mut mount = match mount(config, name.clone(), &e.target, route, curation.clone()).await {
         Ok(m) => m,
         Err(err) => {
             tracing::error!(server = %e.name, "{err:#}");
@@ -400,6 +402,7 @@ async fn start(config: &Config, e: &ServerEntry, policy: &Arc<Policy>) -> Served
             with_front(config, name, backend, curation)
         }
     };
+    mount.title = e.title.clone();
     let member = Member::new(
         e.name.clone(),
         mount.backend.clone(),
@@ -461,6 +464,7 @@ pub fn with_front(
     );
     Mount {
         name,
+        title: None,
         backend,
         curation,
         modern,

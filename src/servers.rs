@@ -27,6 +27,8 @@ use crate::transport::{CommandSpec, HttpTransport, Target, UrlSpec};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerEntry {
     pub name: String,
+    /// `name` in the file: a display name (the key is the server's name).
+    pub title: Option<String>,
     pub target: Target,
     pub active: bool,
     /// Per-request timeout for this server, overriding `--timeout`.
@@ -260,6 +262,7 @@ pub fn parse(
         };
         out.push(ServerEntry {
             name: name.clone(),
+            title: string("name")?,
             target,
             active,
             timeout,
@@ -387,6 +390,35 @@ mod tests {
         assert_eq!(old.timeout, Some(Duration::from_secs(5)));
         assert_eq!(old.allow_tools, ["get_*"]);
         assert_eq!(old.deny_tools, ["get_secret"]);
+    }
+
+    /// The `config/mcp_server.json` of other proxies: `type` on every entry, a display
+    /// `name`, install fields (ignored).
+    #[test]
+    fn other_proxies_files_are_read_as_they_are() {
+        let text = r#"{ "mcpServers": {
+  "unique-server-key1": { "type": "stdio", "name": "My Stdio Server", "active": true,
+    "command": "/path/to/server", "args": ["--port", "1234"], "env": { "API_KEY": "k" },
+    "installDirectory": "/custom", "installCommands": ["git clone x"] },
+  "another-sse-server": { "type": "sse", "name": "My SSE Server", "active": false,
+    "url": "http://localhost:8080/sse", "apiKey": "sse_key" }
+} }"#;
+        let s = parse(text, "mcp_server.json", &defaults(), env).expect("valid");
+        let stdio = s
+            .iter()
+            .find(|e| e.name == "unique-server-key1")
+            .expect("stdio");
+        assert_eq!(stdio.title.as_deref(), Some("My Stdio Server"));
+        assert!(stdio.active);
+        let sse = s
+            .iter()
+            .find(|e| e.name == "another-sse-server")
+            .expect("sse");
+        assert!(!sse.active);
+        let Target::Url(u) = &sse.target else {
+            panic!("url")
+        };
+        assert_eq!(u.transport, HttpTransport::Sse);
     }
 
     #[test]

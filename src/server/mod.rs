@@ -33,6 +33,8 @@ pub struct HttpOptions {
 /// Everything a request handler needs.
 pub struct AppState {
     pub backend: Backend,
+    /// A display name, from the config file.
+    pub title: Option<String>,
     /// Which tools this server's clients see.
     pub curation: Option<crate::curation::Curation>,
     /// Serves 2026-07-28 clients.
@@ -62,6 +64,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(Clone)]
 pub struct Mount {
     pub name: Option<String>,
+    /// A display name, from the config file.
+    pub title: Option<String>,
     pub backend: Backend,
     pub curation: Option<crate::curation::Curation>,
     pub modern: Arc<crate::era::front::ModernFront>,
@@ -93,6 +97,7 @@ impl Mounts {
         }
         let state = Arc::new(AppState {
             backend: m.backend,
+            title: m.title,
             curation: m.curation,
             modern: m.modern,
             options,
@@ -279,6 +284,7 @@ async fn status(
             };
             serde_json::json!({
                 "name": name,
+                "title": state.title,
                 "path": if state.options.base_path.is_empty() { "/" } else { state.options.base_path.as_str() },
                 "state": link,
                 "lastError": detail,
