@@ -785,3 +785,49 @@ async fn merged_lists_come_in_pages_with_opaque_cursors() {
     assert_eq!(bad.json()["error"]["code"], -32602, "{}", bad.body);
     let _ = std::fs::remove_file(&config);
 }
+
+/// Two servers whose merged names collide (`x.y` and `x_y` both become `x_y`): the first in
+/// the file keeps the plain name, the second gets `-2`, the log says so, and each name leads
+/// to its own server.
+#[tokio::test]
+async fn colliding_names_are_told_apart_in_file_order() {
+    let config = temp_file(
+        "collide",
+        &format!(
+            r#"{{ "mcpServers": {{
+    "x_y": {{ "command": "{py}", "args": ["{era}", "--era", "legacy"] }},
+    "x.y": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+}} }}"#,
+            py = python(),
+            era = era_server(),
+        ),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let url = proxy.url("/mcp");
+    let sid = session(&url).await;
+    let list = post(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let tools = list.json()["result"]["tools"].to_string();
+    assert!(
+        tools.contains("\"x_y--echo\"") && tools.contains("\"x_y--echo-2\""),
+        "{tools}"
+    );
+    proxy.run.wait_log(
+        "tools name `x_y--echo` is taken; `echo` is offered as `x_y--echo-2`",
+        Duration::from_secs(5),
+    );
+    // The era server (first in the file) answers `text`, the demo server `message`.
+    let args = serde_json::json!({ "text": "era", "message": "demo" });
+    for (id, name, expect) in [(2, "x_y--echo", "era"), (3, "x_y--echo-2", "demo")] {
+        let r = post(&url, Some(&sid), &call(id, name, args.clone()), &[]).await;
+        let text =
+            r.events().pop().unwrap_or_else(|| r.json())["result"]["content"][0]["text"].clone();
+        assert_eq!(text, expect, "{name}: {}", r.body);
+    }
+    let _ = std::fs::remove_file(&config);
+}
