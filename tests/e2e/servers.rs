@@ -831,3 +831,65 @@ async fn colliding_names_are_told_apart_in_file_order() {
     }
     let _ = std::fs::remove_file(&config);
 }
+
+/// A remote server that goes away and comes back: calls meanwhile get a clear error, and the
+/// same client session reaches it again afterwards, on a fresh session of the server's.
+#[tokio::test]
+async fn a_remote_server_that_drops_is_reached_again() {
+    let port = free_port();
+    let spawn = || {
+        Running::spawn(
+            &python(),
+            &[
+                era_server(),
+                "--era".into(),
+                "legacy".into(),
+                "--port".into(),
+                port.to_string(),
+            ],
+            &[],
+        )
+    };
+    let mut remote = spawn();
+    wait_port(port, Duration::from_secs(30));
+    let config = temp_file(
+        "drop",
+        &serde_json::json!({ "mcpServers": {
+            "remote": { "url": format!("http://127.0.0.1:{port}/mcp") },
+            "demo": { "command": BIN, "args": ["--demo-server"] },
+        } })
+        .to_string(),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let url = proxy.url("/mcp");
+    let sid = session(&url).await;
+    let echo = |id: u64| call(id, "remote--echo", serde_json::json!({ "text": "hi" }));
+    let answer = |r: &Reply| r.events().pop().unwrap_or_else(|| r.json());
+    let r = post(&url, Some(&sid), &echo(1), &[]).await;
+    assert_eq!(answer(&r)["result"]["content"][0]["text"], "hi", "{}", r.body);
+    remote.terminate();
+    let r = post(&url, Some(&sid), &echo(2), &[]).await;
+    assert!(answer(&r)["error"]["message"].is_string(), "{}", r.body);
+    // The other server is not affected.
+    let r = post(
+        &url,
+        Some(&sid),
+        &call(3, "demo--echo", serde_json::json!({ "message": "fine" })),
+        &[],
+    )
+    .await;
+    assert!(r.body.contains("fine"), "{}", r.body);
+    let _remote = spawn();
+    wait_port(port, Duration::from_secs(30));
+    let mut last = String::new();
+    for id in 4..60 {
+        let r = post(&url, Some(&sid), &echo(id), &[]).await;
+        if answer(&r)["result"]["content"][0]["text"] == "hi" {
+            let _ = std::fs::remove_file(&config);
+            return;
+        }
+        last = r.body;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the remote server was not reached again: {last}");
+}
