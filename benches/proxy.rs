@@ -661,14 +661,44 @@ async fn gateway_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
                 wrong.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // The same server alone, as a bridge, in the same process: the merge's own cost is
+        // the difference.
+        let alone = format!("http://127.0.0.1:{port}/servers/s1/mcp");
+        let alone_sid = open(&http, &alone).await.ok().flatten();
+        let mut bridge = vec![];
+        for i in 1..=calls {
+            let msg = message(i, 16);
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{msg}"}}}}}}"#
+            );
+            let t = Instant::now();
+            let ok = matches!(post(&http, &alone, alone_sid.as_deref(), body).await, Ok((_, b)) if answers(&b, i, &msg));
+            bridge.push(t.elapsed());
+            if !ok {
+                wrong.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // A 2026-07-28 client: each request on a merged session of its own.
+        let mut modern = vec![];
+        for i in 1..=calls.min(2000) {
+            let msg = message(i, 16);
+            let t = Instant::now();
+            let ok = post_modern_named(&http, &url, "s1--echo", i, &msg).await;
+            modern.push(t.elapsed());
+            if !ok {
+                wrong.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         anon.push((n, anon_mib(server.id())));
         out.push(format!(
-            "| {n} × 50 tools | {} | {cold:.1?} | {:.0?} | {:.0?} | {:.0?} | {:.1} |",
+            "| {n} × 50 tools | {} | {cold:.1?} | {:.0?} | {:.0?} | {:.0?} | {:.0?} | {:.0?} | {:.1} |",
             n * 50,
             pct(&mut warm, 0.5),
             pct(&mut warm, 0.99),
             pct(&mut lat, 0.5),
+            pct(&mut bridge, 0.5),
+            pct(&mut modern, 0.5),
             anon_mib(server.id()),
         ));
         let _ = server.kill();
@@ -690,8 +720,19 @@ const MODERN_META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":
 /// One `tools/call` of a 2026-07-28 client: no session, the request metadata in headers
 /// and `_meta`.
 async fn post_modern(client: &reqwest::Client, url: &str, id: u64, msg: &str) -> bool {
+    post_modern_named(client, url, "echo", id, msg).await
+}
+
+/// The same, of the tool `tool`.
+async fn post_modern_named(
+    client: &reqwest::Client,
+    url: &str,
+    tool: &str,
+    id: u64,
+    msg: &str,
+) -> bool {
     let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{msg}"}},{MODERN_META}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"message":"{msg}"}},{MODERN_META}}}}}"#
     );
     let sent = client
         .post(url)
@@ -699,7 +740,7 @@ async fn post_modern(client: &reqwest::Client, url: &str, id: u64, msg: &str) ->
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
-        .header("mcp-name", "echo")
+        .header("mcp-name", tool)
         .body(body)
         .send()
         .await;
@@ -1037,9 +1078,9 @@ async fn main() {
         println!("The merged view (`--config`, demo servers of 50 tools each):");
         println!();
         println!(
-            "| servers | tools | first merged tools/list | later tools/list p50 | p99 | tools/call p50 through the merge | proxy RssAnon MiB |"
+            "| servers | tools | first merged tools/list | later tools/list p50 | p99 | tools/call p50 through the merge | the same server alone (/servers/s1/mcp) | 2026-07-28 tools/call through the merge | proxy RssAnon MiB |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for g in &gateway {
             println!("{g}");
         }
