@@ -94,6 +94,12 @@ pub async fn run(extra_tools: usize) {
             }
         }
     }
+    // Nobody is left to answer: requests still running (a subscription stream) end now.
+    if let Ok(mut r) = demo.running.lock() {
+        for (_, task) in r.drain() {
+            task.abort();
+        }
+    }
     drop(demo);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
 }

@@ -88,7 +88,7 @@ pub async fn settle(
     match probe {
         Some(Probe::Modern(discover)) => {
             remember(&key, true);
-            tracing::info!("server speaks protocol revision {MODERN}");
+            tracing::info!(server = %target.label(), "server speaks protocol revision {MODERN}");
             let conn = match target {
                 Target::Url(spec) => {
                     conn.close().await;
@@ -297,6 +297,8 @@ async fn run(
         }
     }
     drop(a);
+    // Nothing more is read: the transport must not wait for room to hand over its last words.
+    drop(from_server);
     let _ = tokio::time::timeout(Duration::from_secs(6), inner_task).await;
 }
 

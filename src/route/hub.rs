@@ -157,12 +157,7 @@ impl Hub {
             restarts: Default::default(),
             pid: Default::default(),
             up_since: Default::default(),
-            label: match &target {
-                Some(Target::Command(c)) if !c.name.is_empty() => c.name.clone(),
-                Some(Target::Command(c)) => c.program.clone(),
-                Some(Target::Url(u)) => u.url.to_string(),
-                None => String::new(),
-            },
+            label: target.as_ref().map(Target::label).unwrap_or_default(),
             target,
         }
     }
@@ -844,7 +839,11 @@ impl Hub {
 }
 
 fn close_all(hub: &Hub, status: &watch::Sender<Status>, reason: String) {
-    tracing::warn!(server = %hub.label, "server gone: {reason}");
+    if hub.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        tracing::debug!(server = %hub.label, "server stopped: {reason}");
+    } else {
+        tracing::warn!(server = %hub.label, "server gone: {reason}");
+    }
     status.send_replace(Status::Failed(reason.clone()));
     fail_pending(hub, |_| true, &reason);
     if let Ok(mut st) = hub.state.lock() {

@@ -39,6 +39,17 @@ pub enum Target {
     Url(UrlSpec),
 }
 
+impl Target {
+    /// What the log calls the server: its name, else its program or URL.
+    pub fn label(&self) -> String {
+        match self {
+            Target::Command(c) if !c.name.is_empty() => c.name.clone(),
+            Target::Command(c) => c.program.clone(),
+            Target::Url(u) => u.url.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandSpec {
     pub program: String,

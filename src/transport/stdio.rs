@@ -139,7 +139,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     else {
         return Err(ConnectError::Other("child stdio was not captured".into()));
     };
-    tracing::info!(command = %spec.program, pid = pid.unwrap_or(0), "started server process");
+    tracing::info!(server = %spec.name, command = %spec.program, pid = pid.unwrap_or(0), "started server process");
 
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);

@@ -866,7 +866,12 @@ async fn a_remote_server_that_drops_is_reached_again() {
     let echo = |id: u64| call(id, "remote--echo", serde_json::json!({ "text": "hi" }));
     let answer = |r: &Reply| r.events().pop().unwrap_or_else(|| r.json());
     let r = post(&url, Some(&sid), &echo(1), &[]).await;
-    assert_eq!(answer(&r)["result"]["content"][0]["text"], "hi", "{}", r.body);
+    assert_eq!(
+        answer(&r)["result"]["content"][0]["text"],
+        "hi",
+        "{}",
+        r.body
+    );
     remote.terminate();
     let r = post(&url, Some(&sid), &echo(2), &[]).await;
     assert!(answer(&r)["error"]["message"].is_string(), "{}", r.body);
