@@ -43,6 +43,24 @@ struct Served {
     member: Arc<Member>,
 }
 
+impl Served {
+    /// `mount` as server `entry`, in the merged view too.
+    fn new(entry: ServerEntry, mut mount: Mount) -> Served {
+        mount.title = entry.title.clone();
+        let member = Member::new(
+            entry.name.clone(),
+            mount.backend.clone(),
+            mount.curation.clone(),
+            entry.timeout.unwrap_or(LIST_WAIT),
+        );
+        Served {
+            entry,
+            mount,
+            member,
+        }
+    }
+}
+
 struct Running {
     servers: Vec<Served>,
     policy: Arc<Policy>,
@@ -207,24 +225,13 @@ impl Gateway {
                 (Next::Keep(s), _) => servers.push(s),
                 (Next::Recurate(s, e), _) => {
                     let curation = curation_of(&e, &policy);
-                    let mut mount = with_front(
+                    let mount = with_front(
                         &self.config,
                         Some(e.name.clone()),
                         s.mount.backend.clone(),
                         curation,
                     );
-                    mount.title = e.title.clone();
-                    let member = Member::new(
-                        e.name.clone(),
-                        mount.backend.clone(),
-                        mount.curation.clone(),
-                        e.timeout.unwrap_or(LIST_WAIT),
-                    );
-                    servers.push(Served {
-                        entry: e,
-                        mount,
-                        member,
-                    });
+                    servers.push(Served::new(e, mount));
                     // Its server keeps running; only its front for modern clients ends.
                     retired.push((s, false));
                 }
@@ -394,7 +401,7 @@ async fn start(config: &Config, e: &ServerEntry, policy: &Arc<Policy>) -> Served
     }
     let curation = curation_of(e, policy);
     let name = Some(e.name.clone());
-    let mut mount = match mount(config, name.clone(), &e.target, route, curation.clone()).await {
+    let mount = match mount(config, name.clone(), &e.target, route, curation.clone()).await {
         Ok(m) => m,
         Err(err) => {
             tracing::error!(server = %e.name, "{err:#}");
@@ -402,18 +409,7 @@ async fn start(config: &Config, e: &ServerEntry, policy: &Arc<Policy>) -> Served
             with_front(config, name, backend, curation)
         }
     };
-    mount.title = e.title.clone();
-    let member = Member::new(
-        e.name.clone(),
-        mount.backend.clone(),
-        mount.curation.clone(),
-        e.timeout.unwrap_or(LIST_WAIT),
-    );
-    Served {
-        entry: e.clone(),
-        mount,
-        member,
-    }
+    Served::new(e.clone(), mount)
 }
 
 /// A server's backend, shared or per session, and its 2026-07-28 front.

@@ -193,12 +193,7 @@ async fn sdk2_client_on_a_merged_view_of_mixed_eras() {
         ],
         "merged view on stdio",
     );
-    let status = reqwest::get(proxy.url("/status"))
-        .await
-        .expect("status")
-        .text()
-        .await
-        .expect("text");
+    let status = proxy.status().await.to_string();
     assert!(
         status.contains("\"protocol\":\"2026-07-28\"")
             && status.contains("\"protocol\":\"session-based\""),

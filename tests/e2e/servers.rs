@@ -74,12 +74,7 @@ async fn servers_from_a_config_file_are_served_by_name() {
         "{}",
         String::from_utf8_lossy(&first)
     );
-    let status: serde_json::Value = reqwest::get(proxy.url("/status"))
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = proxy.status().await;
     let servers = status["servers"].as_array().expect("servers");
     let names: Vec<&str> = servers.iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(names, ["demo", "legacy", "missing"], "{status}");
@@ -411,12 +406,7 @@ async fn a_slow_server_does_not_hold_up_the_merged_list() {
     let url = proxy.url("/mcp");
     // Wait for both servers to be up.
     for _ in 0..100 {
-        let s: serde_json::Value = reqwest::get(proxy.url("/status"))
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let s = proxy.status().await;
         let ready = s["servers"]
             .as_array()
             .is_some_and(|a| a.iter().filter(|x| x["state"] == "ready").count() == 2);
@@ -594,22 +584,6 @@ fn two_clients_on_the_merged_view_get_their_own_server_requests() {
     assert!(ok && out.contains("0 failed"), "{out}");
 }
 
-/// Status of the servers, by name.
-async fn status_of(proxy: &Proxy) -> std::collections::HashMap<String, serde_json::Value> {
-    let s: serde_json::Value = reqwest::get(proxy.url("/status"))
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
-    s["servers"]
-        .as_array()
-        .expect("servers")
-        .iter()
-        .filter_map(|x| Some((x["name"].as_str()?.to_owned(), x.clone())))
-        .collect()
-}
-
 /// A server that dies in the middle of a call: the caller gets an error at once, the other
 /// server keeps serving, and the dead one is started again; the client is told its lists
 /// changed and its tools work again, in the same session.
@@ -655,36 +629,27 @@ async fn a_server_that_crashes_mid_call_comes_back() {
         "{}",
         list.body
     );
-    let before = status_of(&proxy).await;
+    let before = proxy.servers().await;
     assert_eq!(before["demo"]["tools"], 9, "{before:?}");
     let pid = before["demo"]["pid"].as_u64().expect("a pid");
     assert!(before["demo"]["uptimeSeconds"].is_u64(), "{before:?}");
-    let crash = post(
+    let crash = call_tool(
         &url,
-        Some(&sid),
-        &call(2, "demo--crash", serde_json::json!({"status": 3})),
-        &[],
+        &sid,
+        2,
+        "demo--crash",
+        serde_json::json!({"status": 3}),
     )
     .await;
-    let answer = crash.events().pop().unwrap_or_else(|| crash.json());
-    assert_eq!(answer["error"]["code"], -32000, "{}", crash.body);
+    assert_eq!(crash["error"]["code"], -32000, "{crash}");
     // The other server answers meanwhile.
-    let other = post(
-        &url,
-        Some(&sid),
-        &call(
-            3,
-            "time--get_current_time",
-            serde_json::json!({"timezone": "UTC"}),
-        ),
-        &[],
-    )
-    .await;
-    assert!(other.body.contains("UTC"), "{}", other.body);
+    let args = serde_json::json!({"timezone": "UTC"});
+    let other = call_tool(&url, &sid, 3, "time--get_current_time", args).await;
+    assert!(other.to_string().contains("UTC"), "{other}");
     // Back after its backoff, and the client is told.
     let mut back = None;
     for _ in 0..100 {
-        let s = status_of(&proxy).await;
+        let s = proxy.servers().await;
         if s["demo"]["state"] == "ready" && s["demo"]["restarts"] == 1 {
             back = Some(s);
             break;
@@ -711,14 +676,15 @@ async fn a_server_that_crashes_mid_call_comes_back() {
         "{}",
         seen.lock().unwrap()
     );
-    let again = post(
+    let again = call_tool(
         &url,
-        Some(&sid),
-        &call(4, "demo--echo", serde_json::json!({"message": "back"})),
-        &[],
+        &sid,
+        4,
+        "demo--echo",
+        serde_json::json!({"message": "back"}),
     )
     .await;
-    assert!(again.body.contains("back"), "{}", again.body);
+    assert_eq!(again["result"]["content"][0]["text"], "back", "{again}");
     let _ = std::fs::remove_file(&config);
 }
 
@@ -863,37 +829,25 @@ async fn a_remote_server_that_drops_is_reached_again() {
     let proxy = Proxy::start(&["--config", &config]);
     let url = proxy.url("/mcp");
     let sid = session(&url).await;
-    let echo = |id: u64| call(id, "remote--echo", serde_json::json!({ "text": "hi" }));
-    let answer = |r: &Reply| r.events().pop().unwrap_or_else(|| r.json());
-    let r = post(&url, Some(&sid), &echo(1), &[]).await;
-    assert_eq!(
-        answer(&r)["result"]["content"][0]["text"],
-        "hi",
-        "{}",
-        r.body
-    );
+    let hi = || serde_json::json!({ "text": "hi" });
+    let r = call_tool(&url, &sid, 1, "remote--echo", hi()).await;
+    assert_eq!(r["result"]["content"][0]["text"], "hi", "{r}");
     remote.terminate();
-    let r = post(&url, Some(&sid), &echo(2), &[]).await;
-    assert!(answer(&r)["error"]["message"].is_string(), "{}", r.body);
+    let r = call_tool(&url, &sid, 2, "remote--echo", hi()).await;
+    assert!(r["error"]["message"].is_string(), "{r}");
     // The other server is not affected.
-    let r = post(
-        &url,
-        Some(&sid),
-        &call(3, "demo--echo", serde_json::json!({ "message": "fine" })),
-        &[],
-    )
-    .await;
-    assert!(r.body.contains("fine"), "{}", r.body);
+    let fine = serde_json::json!({ "message": "fine" });
+    let r = call_tool(&url, &sid, 3, "demo--echo", fine).await;
+    assert_eq!(r["result"]["content"][0]["text"], "fine", "{r}");
     let _remote = spawn();
     wait_port(port, Duration::from_secs(30));
-    let mut last = String::new();
+    let mut last = serde_json::Value::Null;
     for id in 4..60 {
-        let r = post(&url, Some(&sid), &echo(id), &[]).await;
-        if answer(&r)["result"]["content"][0]["text"] == "hi" {
+        last = call_tool(&url, &sid, id, "remote--echo", hi()).await;
+        if last["result"]["content"][0]["text"] == "hi" {
             let _ = std::fs::remove_file(&config);
             return;
         }
-        last = r.body;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("the remote server was not reached again: {last}");

@@ -189,6 +189,27 @@ impl Proxy {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
+
+    /// `GET /status`, as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(self.url("/status"))
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status is JSON")
+    }
+
+    /// `GET /status`: the named servers by name.
+    pub async fn servers(&self) -> std::collections::HashMap<String, serde_json::Value> {
+        let s = self.status().await;
+        s["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .filter_map(|x| Some((x["name"].as_str()?.to_owned(), x.clone())))
+            .collect()
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -305,6 +326,21 @@ pub async fn session(url: &str) -> String {
     .await;
     assert_eq!(n.status, 202);
     id
+}
+
+/// Call `tool` in session `sid` at `url`; the JSON-RPC answer (from a JSON or an SSE body).
+pub async fn call_tool(
+    url: &str,
+    sid: &str,
+    id: u64,
+    tool: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    let r = post(url, Some(sid), &call(id, tool, args), &[]).await;
+    r.events()
+        .into_iter()
+        .rfind(|m| m.get("id").is_some())
+        .unwrap_or_else(|| r.json())
 }
 
 pub fn call(id: u64, tool: &str, args: serde_json::Value) -> String {
