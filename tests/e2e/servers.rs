@@ -48,14 +48,9 @@ async fn servers_from_a_config_file_are_served_by_name() {
     );
     // The server's own deny pattern hides its `sleep` tool.
     let sid = session(&proxy.url("/servers/demo/mcp")).await;
-    let list = post(
-        &proxy.url("/servers/demo/mcp"),
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
-    let tools = list.json()["result"]["tools"].to_string();
+    let tools = list_tools(&proxy.url("/servers/demo/mcp"), &sid)
+        .await
+        .to_string();
     assert!(
         tools.contains("\"echo\"") && !tools.contains("\"sleep\""),
         "{tools}"
@@ -206,14 +201,7 @@ async fn tools_are_hidden_renamed_and_refused_as_configured() {
     let url = proxy.url("/servers/demo/mcp");
     // A session client.
     let sid = session(&url).await;
-    let list = post(
-        &url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
-    let tools = list.json()["result"]["tools"].clone();
+    let tools = list_tools(&url, &sid).await;
     let names: Vec<&str> = tools
         .as_array()
         .expect("tools")
@@ -330,14 +318,7 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
     );
     // Both servers' tools, namespaced, in one list.
     let sid = session(&proxy.url("/mcp")).await;
-    let list = post(
-        &proxy.url("/mcp"),
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
-    let tools = list.json()["result"]["tools"].to_string();
+    let tools = list_tools(&proxy.url("/mcp"), &sid).await.to_string();
     assert!(
         tools.contains("\"demo--echo\"") && tools.contains("\"legacy--echo\""),
         "{tools}"
@@ -362,29 +343,20 @@ async fn servers_are_merged_at_the_root_and_on_stdio() {
     )
     .await;
     assert_eq!(r.json()["error"]["code"], -32602, "{}", r.body);
-    // Claude Desktop style: the proxy on stdio, every server behind it.
-    era_client(
-        "legacy",
-        "legacy--",
-        vec![
-            "--stdio".into(),
-            BIN.into(),
-            "--config".into(),
-            config.clone(),
-        ],
-        "merged on stdio",
-    );
-    era_client(
-        "modern",
-        "legacy--",
-        vec![
-            "--stdio".into(),
-            BIN.into(),
-            "--config".into(),
-            config.clone(),
-        ],
-        "merged on stdio, 2026-07-28",
-    );
+    // Claude Desktop style: the proxy on stdio, every server behind it; clients of both eras.
+    for era in ["legacy", "modern"] {
+        era_client(
+            era,
+            "legacy--",
+            vec![
+                "--stdio".into(),
+                BIN.into(),
+                "--config".into(),
+                config.clone(),
+            ],
+            &format!("merged on stdio, {era} client"),
+        );
+    }
 }
 
 /// A server that takes too long to list its tools is left out of the merged list after its
@@ -417,15 +389,8 @@ async fn a_slow_server_does_not_hold_up_the_merged_list() {
     }
     let sid = session(&url).await;
     let started = std::time::Instant::now();
-    let list = post(
-        &url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
+    let tools = list_tools(&url, &sid).await.to_string();
     let took = started.elapsed();
-    let tools = list.json()["result"]["tools"].to_string();
     assert!(
         tools.contains("\"demo--echo\"") && !tools.contains("slow--"),
         "{tools}"
@@ -505,14 +470,7 @@ async fn four_kinds_of_server_behind_one_endpoint() {
     }
     let url = proxy.url("/mcp");
     let sid = session(&url).await;
-    let list = post(
-        &url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
-    let tools = list.json()["result"]["tools"].to_string();
+    let tools = list_tools(&url, &sid).await.to_string();
     for name in [
         "everything--echo",
         "time--get_current_time",
@@ -617,18 +575,8 @@ async fn a_server_that_crashes_mid_call_comes_back() {
                 .push_str(&String::from_utf8_lossy(&chunk));
         }
     });
-    let list = post(
-        &url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
-    assert!(
-        list.body.contains("time--get_current_time"),
-        "{}",
-        list.body
-    );
+    let tools = list_tools(&url, &sid).await.to_string();
+    assert!(tools.contains("time--get_current_time"), "{tools}");
     let before = proxy.servers().await;
     assert_eq!(before["demo"]["tools"], 9, "{before:?}");
     let pid = before["demo"]["pid"].as_u64().expect("a pid");
@@ -771,14 +719,7 @@ async fn colliding_names_are_told_apart_in_file_order() {
     let proxy = Proxy::start(&["--config", &config]);
     let url = proxy.url("/mcp");
     let sid = session(&url).await;
-    let list = post(
-        &url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        &[],
-    )
-    .await;
-    let tools = list.json()["result"]["tools"].to_string();
+    let tools = list_tools(&url, &sid).await.to_string();
     assert!(
         tools.contains("\"x_y--echo\"") && tools.contains("\"x_y--echo-2\""),
         "{tools}"

@@ -328,6 +328,19 @@ pub async fn session(url: &str) -> String {
     id
 }
 
+/// `tools/list` in session `sid` at `url`: the tools.
+pub async fn list_tools(url: &str, sid: &str) -> serde_json::Value {
+    let r = post(
+        url,
+        Some(sid),
+        r#"{"jsonrpc":"2.0","id":"list","method":"tools/list"}"#,
+        &[],
+    )
+    .await;
+    let answer = r.events().pop().unwrap_or_else(|| r.json());
+    answer["result"]["tools"].clone()
+}
+
 /// Call `tool` in session `sid` at `url`; the JSON-RPC answer (from a JSON or an SSE body).
 pub async fn call_tool(
     url: &str,
