@@ -598,6 +598,32 @@ fn anon_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// The latency of `calls` calls of the echo tool `tool` in session `sid` at `url`; wrong
+/// answers are counted in `wrong`.
+async fn echo_calls(
+    http: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    tool: &str,
+    calls: u64,
+    wrong: &AtomicU64,
+) -> Vec<Duration> {
+    let mut lat = vec![];
+    for i in 1..=calls {
+        let msg = message(i, 16);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"message":"{msg}"}}}}}}"#
+        );
+        let t = Instant::now();
+        let ok = matches!(post(http, url, sid, body).await, Ok((_, b)) if answers(&b, i, &msg));
+        lat.push(t.elapsed());
+        if !ok {
+            wrong.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    lat
+}
+
 /// Merged `tools/list` over `n` servers of 50 tools: first (gathered) and later (cached)
 /// answers; `tools/call` through the merge; the proxy's memory per configured server.
 async fn gateway_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
@@ -648,36 +674,13 @@ async fn gateway_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
             let _ = post(&http, &url, sid.as_deref(), list.to_owned()).await;
             warm.push(t.elapsed());
         }
-        let mut lat = vec![];
-        for i in 1..=calls {
-            let msg = message(i, 16);
-            let body = format!(
-                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"s1--echo","arguments":{{"message":"{msg}"}}}}}}"#
-            );
-            let t = Instant::now();
-            let ok = matches!(post(&http, &url, sid.as_deref(), body).await, Ok((_, b)) if answers(&b, i, &msg));
-            lat.push(t.elapsed());
-            if !ok {
-                wrong.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let mut lat = echo_calls(&http, &url, sid.as_deref(), "s1--echo", calls, wrong).await;
         // The same server alone, as a bridge, in the same process: the merge's own cost is
         // the difference.
         let alone = format!("http://127.0.0.1:{port}/servers/s1/mcp");
         let alone_sid = open(&http, &alone).await.ok().flatten();
-        let mut bridge = vec![];
-        for i in 1..=calls {
-            let msg = message(i, 16);
-            let body = format!(
-                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{msg}"}}}}}}"#
-            );
-            let t = Instant::now();
-            let ok = matches!(post(&http, &alone, alone_sid.as_deref(), body).await, Ok((_, b)) if answers(&b, i, &msg));
-            bridge.push(t.elapsed());
-            if !ok {
-                wrong.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let mut bridge =
+            echo_calls(&http, &alone, alone_sid.as_deref(), "echo", calls, wrong).await;
         // A 2026-07-28 client: each request on a merged session of its own.
         let mut modern = vec![];
         for i in 1..=calls.min(2000) {
