@@ -210,45 +210,33 @@ impl Gateway {
         let removed: Vec<Served> = old.into_values().collect();
         changes.removed = removed.iter().map(|s| s.entry.name.clone()).collect();
         changes.removed.sort();
-        // New servers start all at once.
-        let started = futures_util::future::join_all(plan.iter().map(|n| async {
+        // Each server as it will run, and the one it replaces (with whether its backend
+        // stops). New servers start all at once.
+        let config = &self.config;
+        let rules = &policy;
+        let next = futures_util::future::join_all(plan.into_iter().map(|n| async move {
             match n {
-                Next::Start(e, _) => Some(start(&self.config, e, &policy).await),
-                _ => None,
+                Next::Keep(s) => (s, None),
+                Next::Recurate(s, e) => {
+                    let backend = s.mount.backend.clone();
+                    let mount = with_front(
+                        config,
+                        Some(e.name.clone()),
+                        backend,
+                        curation_of(&e, rules),
+                    );
+                    // Its server keeps running; only its front for modern clients ends.
+                    (Served::new(e, mount), Some((s, false)))
+                }
+                Next::Start(e, old) => (start(config, &e, rules).await, old.map(|s| (s, true))),
             }
         }))
         .await;
         let mut retired: Vec<(Served, bool)> = removed.into_iter().map(|s| (s, true)).collect();
         let mut servers = vec![];
-        for (n, fresh) in plan.into_iter().zip(started) {
-            match (n, fresh) {
-                (Next::Keep(s), _) => servers.push(s),
-                (Next::Recurate(s, e), _) => {
-                    let curation = curation_of(&e, &policy);
-                    let mount = with_front(
-                        &self.config,
-                        Some(e.name.clone()),
-                        s.mount.backend.clone(),
-                        curation,
-                    );
-                    servers.push(Served::new(e, mount));
-                    // Its server keeps running; only its front for modern clients ends.
-                    retired.push((s, false));
-                }
-                (Next::Start(_, old), Some(new)) => {
-                    servers.push(new);
-                    if let Some(s) = old {
-                        retired.push((s, true));
-                    }
-                }
-                (Next::Start(e, old), None) => {
-                    // Cannot happen: every Start was started. Keep what ran.
-                    tracing::error!(server = %e.name, "was not started");
-                    if let Some(s) = old {
-                        servers.push(s);
-                    }
-                }
-            }
+        for (s, old) in next {
+            servers.push(s);
+            retired.extend(old);
         }
         // Clients move first, then the old servers stop.
         if let Some(c) = &self.catalog {

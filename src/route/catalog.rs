@@ -640,7 +640,8 @@ impl CatalogSession {
     }
 
     fn route_of(&self, key: Key) -> Option<Sub> {
-        self.shared.subs().into_iter().find(|s| s.member.key == key)
+        let subs = self.shared.subs.lock().ok()?;
+        subs.iter().find(|s| s.member.key == key).cloned()
     }
 
     pub async fn send(&self, msg: Message) {

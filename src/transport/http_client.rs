@@ -84,14 +84,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
     let describe = Arc::new(std::sync::Mutex::new(format!("http ({})", spec.url)));
     let task = tokio::spawn(run(ctx, out_rx, describe.clone()));
-    Ok(Connection {
-        tx: out_tx,
-        rx: in_rx,
-        task,
-        describe,
-        quiet: None,
-        pid: None,
-    })
+    Ok(Connection::over_http(out_tx, in_rx, task, describe))
 }
 
 enum Mode {

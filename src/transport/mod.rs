@@ -102,6 +102,23 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A link over HTTP (no child process).
+    pub fn over_http(
+        tx: mpsc::Sender<Message>,
+        rx: mpsc::Receiver<Inbound>,
+        task: JoinHandle<()>,
+        describe: Arc<std::sync::Mutex<String>>,
+    ) -> Connection {
+        Connection {
+            tx,
+            rx,
+            task,
+            describe,
+            quiet: None,
+            pid: None,
+        }
+    }
+
     /// End the link cleanly and wait (bounded) for the transport to finish.
     pub async fn close(self) {
         let Connection { tx, rx, task, .. } = self;

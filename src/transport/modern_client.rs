@@ -153,14 +153,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
         spec.url
     )));
     let task = tokio::spawn(run(ctx, out_rx));
-    Ok(Connection {
-        tx: out_tx,
-        rx: in_rx,
-        task,
-        describe,
-        quiet: None,
-        pid: None,
-    })
+    Ok(Connection::over_http(out_tx, in_rx, task, describe))
 }
 
 async fn run(ctx: HttpContext, mut out_rx: mpsc::Receiver<Message>) {
