@@ -33,11 +33,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             if let Some(g) = &gateway {
                 g.watch(shutdown.clone());
             }
+            let options = server::stdio::StdioOptions {
+                max_message_size: config.route.limits.max_message_size,
+                request_timeout: config.route.request_timeout,
+                client_buffer: config.client_buffer,
+            };
             server::stdio::serve(
                 root.backend.clone(),
                 root.curation.clone(),
                 root.modern.clone(),
-                config.route.limits.max_message_size,
+                options,
                 shutdown.clone(),
             )
             .await;
@@ -63,6 +68,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 replay_events: config.replay_events,
                 guard: config.guard.clone(),
                 base_path: String::new(),
+                client_buffer: config.client_buffer,
+                shutdown_timeout: config.shutdown_timeout,
             };
             let mut mounts = server::Mounts::new(options, shutdown.clone());
             mounts.set_root(root.clone());

@@ -138,6 +138,25 @@ pub struct Cli {
     )]
     pub replay_buffer: usize,
 
+    /// Most bytes a client may have waiting for it (its SSE queue, its /mcp streams and
+    /// replay buffers, stdout); a client that stops reading beyond it loses its session.
+    #[arg(
+        long,
+        default_value = "32MiB",
+        value_name = "SIZE",
+        help_heading = "HTTP server"
+    )]
+    pub client_buffer: String,
+
+    /// Seconds that open sessions get to finish when the proxy stops, before they are closed.
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "SECONDS",
+        help_heading = "HTTP server"
+    )]
+    pub shutdown_timeout: u64,
+
     // === several servers ===
     /// An mcpServers file (as Claude Desktop and Cursor write it): each server at
     /// /servers/NAME/mcp and /servers/NAME/sse, all merged at /mcp and /sse (or on stdio

@@ -38,6 +38,10 @@ pub struct Config {
     pub replay_events: usize,
     pub guard: Guard,
     pub era: EraOptions,
+    /// Most bytes waiting for one client.
+    pub client_buffer: usize,
+    /// How long sessions get to finish when the proxy stops.
+    pub shutdown_timeout: Duration,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -97,6 +101,8 @@ pub enum ConfigError {
     BadUrl(String, String),
     #[error("invalid --max-message-size `{0}`: use a number of bytes, e.g. 1048576, 512K or 64MiB")]
     BadSize(String),
+    #[error("invalid --client-buffer `{0}`: use a number of bytes, e.g. 1048576, 512K or 32MiB")]
+    BadBuffer(String),
     #[error("invalid --connect-timeout: must be a positive number of seconds")]
     BadTimeout,
     #[error("--per-client needs a command to start, not a URL")]
@@ -148,6 +154,8 @@ impl Config {
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
         let max = parse_size(&cli.max_message_size)
             .ok_or_else(|| ConfigError::BadSize(cli.max_message_size.clone()))?;
+        let client_buffer = parse_size(&cli.client_buffer)
+            .ok_or_else(|| ConfigError::BadBuffer(cli.client_buffer.clone()))?;
         if !(cli.connect_timeout.is_finite() && cli.connect_timeout > 0.0) {
             return Err(ConfigError::BadTimeout);
         }
@@ -230,6 +238,8 @@ impl Config {
                 input_timeout: Duration::from_secs(cli.input_timeout.max(1)),
                 state_secret: cli.state_secret.clone().filter(|s| !s.is_empty()),
             },
+            client_buffer,
+            shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
         })
     }
 

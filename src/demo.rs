@@ -298,10 +298,12 @@ impl Demo {
             ]})),
             "resources/read" => {
                 let uri = params["uri"].as_str().unwrap_or("");
+                // The process id tells two copies of the demo server apart.
+                let pid = std::process::id();
                 let body = if uri == "demo://readme" {
-                    "This is the mcp-proxy demo server.".to_owned()
+                    format!("This is the mcp-proxy demo server (process {pid}).")
                 } else if let Some(id) = uri.strip_prefix("demo://item/") {
-                    format!("item {id}")
+                    format!("item {id} (process {pid})")
                 } else {
                     return Err((code::INVALID_PARAMS, format!("unknown resource {uri}")));
                 };

@@ -445,6 +445,7 @@ pub fn with_front(
         config.era.state_secret.as_deref().map(str::as_bytes),
         config.era.input_timeout,
         curation.clone(),
+        config.client_buffer,
     );
     Mount {
         name,

@@ -478,6 +478,15 @@ impl Message {
         p.request_id.map(|t| Id::from_raw(&t))
     }
 
+    /// About how many bytes the message takes on the wire (for bounds, not for framing).
+    pub fn wire_len(&self) -> usize {
+        2 + self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>()
+    }
+
     /// The message as compact JSON text.
     pub fn to_json(&self) -> String {
         write_object(&self.fields)

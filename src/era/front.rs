@@ -24,7 +24,8 @@ use super::{META_SUBSCRIPTION, RequestMeta};
 use crate::jsonrpc::{Id, Message, code, to_raw};
 use crate::route::catalog::{Catalog, CatalogSession};
 use crate::route::hub::{Hub, HubSession, LATEST_LEGACY};
-use crate::route::{Backend, Outgoing, SESSION_QUEUE, SessionTx, level_rank};
+use crate::route::queue::QueueRx;
+use crate::route::{Backend, SESSION_QUEUE, SessionTx, client_queue, level_rank};
 
 /// Requests that may answer `input_required` (and so may be parked).
 const RESUMABLE: &[&str] = &["tools/call", "prompts/get", "resources/read"];
@@ -54,6 +55,8 @@ pub struct ModernFront {
     pub tool_headers: super::params::ToolHeaders,
     /// Which tools clients see.
     curation: Option<crate::curation::Curation>,
+    /// Most bytes one request's messages may have waiting.
+    client_buffer: usize,
 }
 
 /// A call waiting for the client's `inputResponses`.
@@ -98,7 +101,7 @@ impl Link {
 /// One request in progress on its own session.
 struct Call {
     session: Link,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: QueueRx,
     method: String,
     name: Option<String>,
     rounds: usize,
@@ -118,6 +121,7 @@ impl ModernFront {
         secret: Option<&[u8]>,
         park_for: Duration,
         curation: Option<crate::curation::Curation>,
+        client_buffer: usize,
     ) -> Arc<ModernFront> {
         let front = Arc::new(ModernFront {
             backend,
@@ -127,6 +131,7 @@ impl ModernFront {
             park_for,
             tool_headers: Default::default(),
             curation,
+            client_buffer,
         });
         tokio::spawn(reap(Arc::downgrade(&front)));
         front
@@ -235,7 +240,7 @@ impl ModernFront {
     /// A session of this request's own that knows the client's capabilities (and log level);
     /// or the error for the client. A hub must be ready.
     async fn open(&self, src: &Source, meta: &RequestMeta) -> Result<Call, Message> {
-        let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
+        let (tx, mut rx) = client_queue(self.client_buffer);
         let (session, init) = match src {
             Source::Hub(hub) => {
                 let init = ready(hub).await?.result.clone();
@@ -761,7 +766,7 @@ async fn pump(
             let mut asked = vec![(input_key(&m, 0), m)];
             // Requests the server sent together are asked together.
             let mut answer = None;
-            while let Ok(more) = call.rx.try_recv() {
+            while let Some(more) = call.rx.try_recv() {
                 let more = more.msg;
                 if more.is_request() {
                     let n = asked.len();
@@ -838,7 +843,7 @@ fn input_key(m: &Message, n: usize) -> String {
     format!("{kind}-{}", n + 1)
 }
 
-async fn wait_for(rx: &mut mpsc::Receiver<Outgoing>, id: &Id) -> Option<Message> {
+async fn wait_for(rx: &mut QueueRx, id: &Id) -> Option<Message> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let o = tokio::time::timeout_at(deadline, rx.recv()).await.ok()??;

@@ -27,8 +27,8 @@ use super::{
     META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO, META_VERSION, MODERN,
 };
 use crate::jsonrpc::{Id, Message, code, to_raw};
-use crate::route::RouteOptions;
 use crate::route::hub::{LATEST_LEGACY, negotiate};
+use crate::route::{RouteOptions, Unavailable};
 use crate::transport::modern_client::{self, Probe, classify, discover_request};
 use crate::transport::{self, Connection, HttpTransport, Inbound, Target};
 
@@ -72,7 +72,7 @@ pub async fn settle(
     conn: Connection,
     target: &Target,
     options: RouteOptions,
-) -> Result<(Connection, bool), String> {
+) -> Result<(Connection, bool), Unavailable> {
     let pref = options.server_era;
     let key = cache_key(target);
     let known = ERAS.lock().ok().and_then(|m| m.get(&key).copied());
@@ -83,7 +83,24 @@ pub async fn settle(
     let mut conn = conn;
     let probe = match target {
         Target::Command(_) => probe_stdio(&mut conn).await,
-        Target::Url(spec) => Some(modern_client::probe(spec, options.limits).await),
+        Target::Url(spec) => {
+            // Bounded like every request: a server that accepts and never answers must not
+            // hold the client's first request forever.
+            let probe = modern_client::probe(spec, options.limits);
+            match options.request_timeout {
+                Some(t) => match tokio::time::timeout(t, probe).await {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        return Err(Unavailable::timeout(format!(
+                            "the server did not answer within {}s (--timeout) when asked \
+                             server/discover",
+                            t.as_secs()
+                        )));
+                    }
+                },
+                None => Some(probe.await),
+            }
+        }
     };
     match probe {
         Some(Probe::Modern(discover)) => {
@@ -92,18 +109,17 @@ pub async fn settle(
             let conn = match target {
                 Target::Url(spec) => {
                     conn.close().await;
-                    modern_client::connect(spec, options.limits).map_err(|e| e.to_string())?
+                    modern_client::connect(spec, options.limits)
+                        .map_err(|e| Unavailable::from(e.to_string()))?
                 }
                 Target::Command(_) => conn,
             };
             Ok((wrap(conn, discover), true))
         }
-        Some(Probe::Refused(why)) => Err(why),
+        Some(Probe::Refused(why)) => Err(why.into()),
         Some(Probe::Legacy(why)) => {
             if pref == ServerEra::Modern {
-                return Err(format!(
-                    "not a {MODERN} server: {why} (--server-era modern)"
-                ));
+                return Err(format!("not a {MODERN} server: {why} (--server-era modern)").into());
             }
             remember(&key, false);
             tracing::debug!("server speaks a session-based revision ({why})");
@@ -112,14 +128,14 @@ pub async fn settle(
         None => {
             // The server went away on the probe: start it again and do not probe it again.
             if pref == ServerEra::Modern {
-                return Err("the server exited when asked server/discover".into());
+                return Err(String::from("the server exited when asked server/discover").into());
             }
             remember(&key, false);
             tracing::info!("the server exited on the server/discover probe; restarting it");
             conn.close().await;
             let fresh = transport::connect(target, options.limits)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Unavailable::from(e.to_string()))?;
             Ok((fresh, false))
         }
     }

@@ -76,16 +76,50 @@ impl Member {
 struct Names {
     tools: HashMap<String, (Key, String)>,
     prompts: HashMap<String, (Key, String)>,
-    resources: HashMap<String, Key>,
-    templates: Vec<(String, Key)>,
+    /// Merged resource URI → its member and the member's own URI.
+    resources: HashMap<String, (Key, String)>,
+    templates: Vec<Template>,
+}
+
+/// A resource template of the merged view.
+struct Template {
+    key: Key,
+    /// The template as the client sees it, and as its member wrote it.
+    merged: String,
+    original: String,
+}
+
+impl Template {
+    /// The fixed start of a template (up to its first variable).
+    fn prefix(t: &str) -> &str {
+        t.split('{').next().unwrap_or("")
+    }
 }
 
 impl Names {
     fn forget(&mut self, gone: &HashSet<Key>) {
         self.tools.retain(|_, (k, _)| !gone.contains(k));
         self.prompts.retain(|_, (k, _)| !gone.contains(k));
-        self.resources.retain(|_, k| !gone.contains(k));
-        self.templates.retain(|(_, k)| !gone.contains(k));
+        self.resources.retain(|_, (k, _)| !gone.contains(k));
+        self.templates.retain(|t| !gone.contains(&t.key));
+    }
+
+    /// The URI the client knows for member `key`'s own `uri`, when they differ.
+    fn merged_uri(&self, key: Key, uri: &str) -> Option<String> {
+        if let Some((merged, _)) = self
+            .resources
+            .iter()
+            .find(|(m, (k, o))| *k == key && o == uri && *m != o)
+        {
+            return Some(merged.clone());
+        }
+        self.templates
+            .iter()
+            .filter(|t| t.key == key && t.merged != t.original)
+            .find_map(|t| {
+                let rest = uri.strip_prefix(Template::prefix(&t.original))?;
+                Some(format!("{}{rest}", Template::prefix(&t.merged)))
+            })
     }
 }
 
@@ -99,6 +133,8 @@ pub struct Catalog {
     cache: Mutex<HashMap<(Key, String), Vec<Value>>>,
     /// The open client sessions, told when the members change.
     sessions: Mutex<Vec<Weak<Shared>>>,
+    /// Collisions already logged (a list is merged often; each collision is told once).
+    told: Mutex<HashSet<String>>,
 }
 
 impl Catalog {
@@ -114,6 +150,7 @@ impl Catalog {
             names: Default::default(),
             cache: Default::default(),
             sessions: Default::default(),
+            told: Default::default(),
         })
     }
 
@@ -234,22 +271,44 @@ impl Catalog {
             })
     }
 
-    /// The member that serves `uri`: a listed resource, else a template whose fixed start it
-    /// has, else the only member.
-    fn owner_of(&self, uri: &str, subs: &[Sub]) -> Option<Key> {
+    /// Log `what` once per process (merged lists are built again and again).
+    fn tell_once(&self, server: &str, what: String) {
+        let new = self
+            .told
+            .lock()
+            .map(|mut t| t.insert(format!("{server}\u{0}{what}")))
+            .unwrap_or(false);
+        if new {
+            tracing::warn!(server = %server, "{what}");
+        }
+    }
+
+    /// The member that serves `uri` and the URI it knows it by: a listed resource, else a
+    /// template (as written, or one whose fixed start the URI has), else the only member.
+    fn owner_of(&self, uri: &str, subs: &[Sub]) -> Option<(Key, String)> {
         let live = |k: &Key| subs.iter().any(|s| s.member.key == *k);
         let names = self.names.lock().ok()?;
-        if let Some(k) = names.resources.get(uri).filter(|k| live(k)) {
-            return Some(*k);
+        if let Some((k, original)) = names.resources.get(uri).filter(|(k, _)| live(k)) {
+            return Some((*k, original.clone()));
+        }
+        if let Some(t) = names
+            .templates
+            .iter()
+            .find(|t| t.merged == uri && live(&t.key))
+        {
+            return Some((t.key, t.original.clone()));
         }
         names
             .templates
             .iter()
-            .filter(|(prefix, k)| uri.starts_with(prefix.as_str()) && live(k))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, k)| *k)
+            .filter(|t| uri.starts_with(Template::prefix(&t.merged)) && live(&t.key))
+            .max_by_key(|t| Template::prefix(&t.merged).len())
+            .map(|t| {
+                let rest = &uri[Template::prefix(&t.merged).len()..];
+                (t.key, format!("{}{rest}", Template::prefix(&t.original)))
+            })
             .or_else(|| match subs {
-                [only] => Some(only.member.key),
+                [only] => Some((only.member.key, uri.to_owned())),
                 _ => None,
             })
     }
@@ -314,6 +373,33 @@ pub fn merged_name(server: &str, name: &str, separator: &str, taken: &HashSet<St
         .unwrap_or(base)
 }
 
+/// The URI under which server `server` offers `uri` when an earlier server (in config order)
+/// offers the same one: `SERVER+URI` (the server's name as a URI scheme prefix: letters,
+/// digits, `+ - .`), numbered when that is taken too.
+pub fn aliased_uri(server: &str, uri: &str, taken: &HashSet<String>) -> String {
+    let mut scheme: String = server
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        scheme.insert_str(0, "s-");
+    }
+    let first = format!("{scheme}+{uri}");
+    if !taken.contains(&first) {
+        return first;
+    }
+    (2..)
+        .map(|n| format!("{scheme}-{n}+{uri}"))
+        .find(|c| !taken.contains(c))
+        .unwrap_or(first)
+}
+
 /// One member as one client session sees it.
 #[derive(Clone)]
 struct Sub {
@@ -344,6 +430,9 @@ struct State {
     inflight: HashMap<Id, Key>,
     /// Requests members sent to the client: the id the client saw → (member, the member's id).
     server_requests: HashMap<Id, (Key, Id)>,
+    /// Reads of a resource the client knows by another URI than its server: request id →
+    /// (the server's URI, the client's), so that the answer names the client's.
+    renamed_reads: HashMap<Id, (String, String)>,
     /// The client's `initialize` params, for members added later.
     init: Option<Value>,
     /// Whether the client has sent `notifications/initialized`.
@@ -381,6 +470,9 @@ fn from_member(shared: &Weak<Shared>, key: Key, o: Outgoing) -> Filed {
                 return Filed::Yes;
             }
             st.inflight.remove(&id);
+            if let Some((original, merged)) = st.renamed_reads.remove(&id) {
+                rename_contents(&mut msg, &original, &merged);
+            }
         } else if msg.is_request() {
             let Some(id) = msg.id() else {
                 return Filed::Yes;
@@ -392,6 +484,19 @@ fn from_member(shared: &Weak<Shared>, key: Key, o: Outgoing) -> Filed {
         } else if let Some(m) = msg.method().filter(|m| m.ends_with("/list_changed")) {
             if let Some(c) = sh.catalog.upgrade() {
                 c.invalidate(key, m);
+            }
+        } else if msg.method() == Some("notifications/resources/updated") {
+            // Named as the client knows the resource.
+            let uri = msg
+                .params_as::<UriParam>()
+                .map(|p| p.uri)
+                .unwrap_or_default();
+            let merged = sh
+                .catalog
+                .upgrade()
+                .and_then(|c| c.names.lock().ok()?.merged_uri(key, &uri));
+            if let Some(merged) = merged {
+                msg.set_param("uri", to_raw(&merged));
             }
         } else if msg.method() == Some("notifications/cancelled")
             && let Some(theirs) = msg.cancelled_request_id()
@@ -411,6 +516,29 @@ fn from_member(shared: &Weak<Shared>, key: Key, o: Outgoing) -> Filed {
     match sh.client.try_send(Outgoing::new(msg, related)) {
         Ok(()) => Filed::Yes,
         Err(_) => Filed::Closed,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UriParam {
+    uri: String,
+}
+
+/// In a `resources/read` answer, name the resource `merged` where its server said `original`.
+fn rename_contents(msg: &mut Message, original: &str, merged: &str) {
+    let Some(mut result) = msg.result_as::<Value>() else {
+        return;
+    };
+    let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for c in contents.iter_mut() {
+        if c.get("uri").and_then(Value::as_str) == Some(original) {
+            c["uri"] = merged.into();
+        }
+    }
+    if let Some(c) = result.get("contents") {
+        msg.set_result_member("contents", to_raw(c));
     }
 }
 
@@ -484,6 +612,7 @@ impl Shared {
                     .collect();
                 for id in &failed {
                     st.inflight.remove(id);
+                    st.renamed_reads.remove(id);
                 }
                 let withdrawn: Vec<Id> = st
                     .server_requests
@@ -704,6 +833,9 @@ impl CatalogSession {
         }) = sub
         else {
             let name = sub.map(|s| s.member.name.clone()).unwrap_or_default();
+            if let Ok(mut st) = self.shared.state.lock() {
+                st.renamed_reads.remove(&id);
+            }
             return self.reply(Message::error(
                 id,
                 code::UPSTREAM_UNAVAILABLE,
@@ -849,7 +981,19 @@ impl CatalogSession {
                     owner = self.catalog.owner_of(uri, &subs);
                 }
                 match owner {
-                    Some(key) => self.forward(key, msg).await,
+                    Some((key, original)) => {
+                        let mut m = msg;
+                        if original != uri {
+                            m.set_param("uri", to_raw(&original));
+                            if method == "resources/read"
+                                && let Ok(mut st) = self.shared.state.lock()
+                            {
+                                st.renamed_reads
+                                    .insert(id.clone(), (original, uri.to_owned()));
+                            }
+                        }
+                        self.forward(key, m).await
+                    }
                     None => self.reply(Message::error(
                         id,
                         code::INVALID_PARAMS,
@@ -866,18 +1010,23 @@ impl CatalogSession {
                         .and_then(Value::as_str)
                         .and_then(|n| self.catalog.resolve(Kind::Prompt, n, &subs))
                         .map(|(k, original)| (k, Some(original))),
-                    _ => r
-                        .get("uri")
-                        .and_then(Value::as_str)
-                        .and_then(|u| self.catalog.owner_of(u, &subs))
-                        .map(|k| (k, None)),
+                    _ => r.get("uri").and_then(Value::as_str).and_then(|u| {
+                        let (k, original) = self.catalog.owner_of(u, &subs)?;
+                        Some((k, (original != u).then_some(original)))
+                    }),
                 };
                 match target {
                     Some((key, original)) => {
                         let mut m = msg;
                         if let Some(name) = original {
+                            let field =
+                                if r.get("type").and_then(Value::as_str) == Some("ref/prompt") {
+                                    "name"
+                                } else {
+                                    "uri"
+                                };
                             let mut r = r;
-                            r["name"] = name.into();
+                            r[field] = name.into();
                             m.set_param("ref", to_raw(&r));
                         }
                         self.forward(key, m).await;
@@ -1040,9 +1189,11 @@ impl CatalogSession {
                 let name = merged_name(server, &original, sep, &taken);
                 let plain = merged_name(server, &original, sep, &HashSet::new());
                 if name != plain {
-                    tracing::warn!(
-                        server = %server,
-                        "{field} name `{plain}` is taken; `{original}` is offered as `{name}`"
+                    self.catalog.tell_once(
+                        server,
+                        format!(
+                            "{field} name `{plain}` is taken; `{original}` is offered as `{name}`"
+                        ),
                     );
                 }
                 taken.insert(name.clone());
@@ -1060,20 +1211,55 @@ impl CatalogSession {
         merged
     }
 
-    /// Gather resources (or templates) from every member, noting who owns what.
+    /// Gather resources (or templates) from every member, noting who owns what. A URI (or
+    /// template) that an earlier server in config order offers already is offered under
+    /// `SERVER+URI`, so that every one stays reachable and none is listed twice.
     async fn gather_resources(&self, subs: &[Sub], method: &str, field: &str) -> Vec<Value> {
         let per_member = self.gather(subs, method, field).await;
+        let member = if field == "resources" {
+            "uri"
+        } else {
+            "uriTemplate"
+        };
         let mut merged = vec![];
+        let mut taken: HashSet<String> = HashSet::new();
         let mut owners = HashMap::new();
         let mut templates = vec![];
         for (s, items) in subs.iter().zip(per_member) {
-            for item in items {
-                if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                    owners.entry(uri.to_owned()).or_insert(s.member.key);
-                }
-                if let Some(t) = item.get("uriTemplate").and_then(Value::as_str) {
-                    let prefix = t.split('{').next().unwrap_or("").to_owned();
-                    templates.push((prefix, s.member.key));
+            for mut item in items {
+                let Some(original) = item.get(member).and_then(Value::as_str).map(str::to_owned)
+                else {
+                    merged.push(item);
+                    continue;
+                };
+                let uri = if taken.contains(&original) {
+                    let alias = aliased_uri(&s.member.name, &original, &taken);
+                    self.catalog.tell_once(
+                        &s.member.name,
+                        format!(
+                            "resource{} `{original}` is offered by an earlier server too; this \
+                             server's is offered as `{alias}`",
+                            if field == "resources" {
+                                ""
+                            } else {
+                                " template"
+                            }
+                        ),
+                    );
+                    item[member] = alias.clone().into();
+                    alias
+                } else {
+                    original.clone()
+                };
+                taken.insert(uri.clone());
+                if field == "resources" {
+                    owners.insert(uri, (s.member.key, original));
+                } else {
+                    templates.push(Template {
+                        key: s.member.key,
+                        merged: uri,
+                        original,
+                    });
                 }
                 merged.push(item);
             }

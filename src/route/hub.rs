@@ -169,7 +169,9 @@ impl Hub {
         target: &Target,
         status: &watch::Sender<Status>,
     ) -> Result<InitAnswer, String> {
-        let (conn, modern) = crate::era::upstream::settle(conn, target, self.options).await?;
+        let (conn, modern) = crate::era::upstream::settle(conn, target, self.options)
+            .await
+            .map_err(|e| e.reason)?;
         self.modern
             .store(modern, std::sync::atomic::Ordering::Relaxed);
         self.pid

@@ -8,11 +8,10 @@
 pub mod catalog;
 pub mod hub;
 pub mod pipe;
+pub mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::mpsc;
 
 use crate::jsonrpc::{Id, Message};
 use crate::transport::{Limits, Target};
@@ -37,7 +36,7 @@ impl Outgoing {
 /// which saves a task switch per message.
 #[derive(Clone)]
 pub enum SessionTx {
-    Queue(mpsc::Sender<Outgoing>),
+    Queue(queue::QueueTx),
     Direct(Arc<dyn Fn(Outgoing) -> Filed + Send + Sync>),
 }
 
@@ -62,13 +61,11 @@ impl SessionTx {
         SessionTx::Direct(Arc::new(f))
     }
 
-    /// Hand over a message without waiting.
+    /// Hand over a message without waiting. A queue that is full has ended: the client is
+    /// not reading.
     pub fn try_send(&self, o: Outgoing) -> Result<(), SendError> {
         match self {
-            SessionTx::Queue(q) => q.try_send(o).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Full,
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-            }),
+            SessionTx::Queue(q) => q.try_send(o),
             SessionTx::Direct(f) => match f(o) {
                 Filed::Yes => Ok(()),
                 Filed::Closed => Err(SendError::Closed),
@@ -79,7 +76,7 @@ impl SessionTx {
     /// Hand over a message, waiting for room in a queue; `Err` once the session is gone.
     pub async fn send(&self, o: Outgoing) -> Result<(), ()> {
         match self {
-            SessionTx::Queue(q) => q.send(o).await.map_err(|_| ()),
+            SessionTx::Queue(q) => q.send(o).await,
             SessionTx::Direct(f) => match f(o) {
                 Filed::Yes => Ok(()),
                 Filed::Closed => Err(()),
@@ -88,8 +85,52 @@ impl SessionTx {
     }
 }
 
+/// Why a session could not reach its server: the JSON-RPC error code its requests get, and
+/// the reason, for the client and the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Unavailable {
+    pub code: i64,
+    pub reason: String,
+}
+
+impl Unavailable {
+    /// The server did not answer in time (JSON-RPC -32001).
+    pub fn timeout(reason: String) -> Unavailable {
+        Unavailable {
+            code: crate::jsonrpc::code::UPSTREAM_TIMEOUT,
+            reason,
+        }
+    }
+
+    /// The error answer for `msg`, when it is a request.
+    pub fn answer(&self, msg: &Message) -> Option<Message> {
+        if !msg.is_request() {
+            return None;
+        }
+        Some(Message::error(msg.id()?, self.code, &self.reason, None))
+    }
+}
+
+impl From<String> for Unavailable {
+    fn from(reason: String) -> Unavailable {
+        Unavailable {
+            code: crate::jsonrpc::code::UPSTREAM_UNAVAILABLE,
+            reason,
+        }
+    }
+}
+
 /// How many messages may wait for one client before it counts as stuck.
 pub const SESSION_QUEUE: usize = 1024;
+
+/// A queue for one client's messages, within `SESSION_QUEUE` messages and `bytes` bytes.
+pub fn client_queue(bytes: usize) -> (queue::QueueTx, queue::QueueRx) {
+    queue::queue(queue::Bounds {
+        messages: SESSION_QUEUE,
+        bytes,
+    })
+}
 
 /// Settings every route shares.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +157,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub async fn open(&self, tx: SessionTx) -> Result<Route, String> {
+    pub async fn open(&self, tx: SessionTx) -> Result<Route, Unavailable> {
         match self {
             Backend::PerSession { target, options } => pipe::Pipe::open(target, *options, tx)
                 .await
@@ -131,7 +172,7 @@ impl Backend {
         &self,
         tx: SessionTx,
         curation: Option<&crate::curation::Curation>,
-    ) -> Result<Route, String> {
+    ) -> Result<Route, Unavailable> {
         let Some(c) = curation else {
             return self.open(tx).await;
         };

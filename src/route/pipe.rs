@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{Outgoing, RouteOptions, SessionTx};
+use super::{Outgoing, RouteOptions, SessionTx, Unavailable};
 use crate::jsonrpc::{Id, Message, code, to_raw};
 use crate::transport::{self, Connection, Inbound, Target};
 
@@ -41,10 +41,10 @@ impl Pipe {
         target: &Target,
         options: RouteOptions,
         session: SessionTx,
-    ) -> Result<Pipe, String> {
+    ) -> Result<Pipe, Unavailable> {
         let conn = transport::connect(target, options.limits)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unavailable::from(e.to_string()))?;
         let (conn, _) = crate::era::upstream::settle(conn, target, options).await?;
         let Connection { tx, rx, task, .. } = conn;
         let state = Arc::new(Mutex::new(State::default()));

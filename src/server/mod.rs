@@ -28,6 +28,10 @@ pub struct HttpOptions {
     pub guard: guard::Guard,
     /// Where this server's endpoints are mounted (`""`, or `/servers/NAME`).
     pub base_path: String,
+    /// Most bytes waiting for one client.
+    pub client_buffer: usize,
+    /// How long sessions get to finish when the proxy stops.
+    pub shutdown_timeout: Duration,
 }
 
 /// Everything a request handler needs.

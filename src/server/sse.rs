@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::streamable::read_limited;
+use super::{AppState, sse_body};
+use crate::jsonrpc::Message;
+use crate::route::queue::QueueRx;
+use crate::route::{Route, SessionTx, client_queue};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
-use tokio::sync::mpsc;
-
-use super::streamable::read_limited;
-use super::{AppState, sse_body};
-use crate::jsonrpc::Message;
-use crate::route::{Outgoing, Route, SESSION_QUEUE, SessionTx};
 
 #[derive(Default)]
 pub struct Sessions {
@@ -74,10 +73,11 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         )
             .into_response();
     }
-    let (tx, rx) = mpsc::channel::<Outgoing>(SESSION_QUEUE);
+    let (tx, rx) = client_queue(state.options.client_buffer);
+    let ended = tx.ended();
     let route = match state
         .backend
-        .open_curated(SessionTx::Queue(tx), state.curation.as_ref())
+        .open_curated(SessionTx::Queue(tx.clone()), state.curation.as_ref())
         .await
     {
         Ok(r) => Arc::new(r),
@@ -94,6 +94,25 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     if let Ok(mut m) = state.sse.map.lock() {
         m.insert(id.clone(), route);
     }
+    // A client that stops reading overflows its queue: its session ends then, whether or not
+    // its stream is still being written.
+    {
+        let state = state.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = ended.cancelled() => {}
+                _ = state.shutdown.cancelled() => return,
+            }
+            let route = state.sse.map.lock().ok().and_then(|mut m| m.remove(&id));
+            if let Some(route) = route {
+                if let Some(why) = tx.end_reason().filter(|w| w != "closed") {
+                    tracing::warn!(session = %id, "SSE session ended: {why} (--client-buffer)");
+                }
+                route.close().await;
+            }
+        });
+    }
     let endpoint = format!("{}/messages?sessionId={id}", state.options.base_path);
     let end = SessionEnd {
         state: state.clone(),
@@ -101,7 +120,7 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     };
     let first = sse_body::event(Some("endpoint"), None, &endpoint);
     struct St {
-        rx: mpsc::Receiver<Outgoing>,
+        rx: QueueRx,
         first: Option<Bytes>,
         end: SessionEnd,
     }
@@ -120,7 +139,7 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
                 o = st.rx.recv() => {
                     let o = o?;
                     let mut chunk = sse_body::event(Some("message"), None, &o.msg.to_json()).to_vec();
-                    while let Ok(more) = st.rx.try_recv() {
+                    while let Some(more) = st.rx.try_recv() {
                         chunk.extend_from_slice(&sse_body::event(Some("message"), None, &more.msg.to_json()));
                     }
                     Some((Ok(Bytes::from(chunk)), st))

@@ -364,11 +364,8 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     let (session, new_session) = if state.options.stateless || has_init {
         match new_session(&state).await {
             Ok(s) => (s, true),
-            Err(reason) => {
-                let answers: Vec<Message> = messages
-                    .iter()
-                    .filter_map(|m| crate::transport::undeliverable(m, &reason))
-                    .collect();
+            Err(why) => {
+                let answers: Vec<Message> = messages.iter().filter_map(|m| why.answer(m)).collect();
                 return json_response(StatusCode::OK, &answers, is_batch, None);
             }
         }
@@ -687,7 +684,7 @@ fn json_response(
     resp
 }
 
-async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, String> {
+async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, crate::route::Unavailable> {
     // Messages for the client are filed into the session's stream buffers as they come,
     // by whoever produced them (no task in between).
     let cell: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Default::default();

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::{CommandSpec, ConnectError, Connection, Inbound, Limits, undeliverable};
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{Id, Message};
 
 /// Environment variables a child gets when the environment is not passed through
 /// (the same set the official SDKs use).
@@ -22,8 +22,105 @@ const DEFAULT_ENV: &[&str] = &[
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
     Data(Vec<u8>),
-    /// The line was longer than the limit; it was read to its end and dropped.
-    TooLong(usize),
+    /// The line was longer than the limit; it was read to its end and dropped. `id` is the
+    /// top-level `id` it carried, so that the refusal can name the request.
+    TooLong {
+        len: usize,
+        id: Option<Id>,
+    },
+}
+
+/// Finds the top-level `"id"` of a JSON object streamed past it, without keeping the rest.
+#[derive(Default)]
+struct IdSniffer {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// At depth 1, expecting a member name next.
+    expect_key: bool,
+    key: Vec<u8>,
+    reading_key: bool,
+    /// The member being read is `id`.
+    at_id: bool,
+    capturing: bool,
+    value: Vec<u8>,
+    found: Option<Vec<u8>>,
+    gave_up: bool,
+}
+
+impl IdSniffer {
+    const MAX_ID: usize = 256;
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.found.is_some() || self.gave_up {
+                return;
+            }
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        if self.capturing {
+            let ends = !self.in_string && self.depth == 1 && (b == b',' || b == b'}');
+            if ends {
+                self.found = Some(std::mem::take(&mut self.value));
+                return;
+            }
+            if self.value.len() >= Self::MAX_ID {
+                self.gave_up = true;
+                return;
+            }
+            self.value.push(b);
+        }
+        if self.in_string {
+            if self.reading_key && (b != b'"' || self.escaped) {
+                self.key.push(b);
+            }
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                if self.reading_key {
+                    self.reading_key = false;
+                    self.at_id = self.key == b"id";
+                    self.key.clear();
+                }
+            }
+            return;
+        }
+        match b {
+            b'"' => {
+                self.in_string = true;
+                if self.depth == 1 && self.expect_key {
+                    self.expect_key = false;
+                    self.reading_key = true;
+                }
+            }
+            b'{' | b'[' => {
+                self.depth += 1;
+                if self.depth == 1 {
+                    self.expect_key = true;
+                }
+            }
+            b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+            b',' if self.depth == 1 => self.expect_key = true,
+            b':' if self.depth == 1 && self.at_id => {
+                self.at_id = false;
+                self.capturing = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn id(&self) -> Option<Id> {
+        let text = std::str::from_utf8(self.found.as_deref()?).ok()?.trim();
+        let raw = serde_json::from_str::<Box<serde_json::value::RawValue>>(text).ok()?;
+        matches!(text.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
+            .then(|| Id::from_raw(&raw))
+    }
 }
 
 /// Read one `\n`-terminated line of at most `max` bytes. `Ok(None)` at end of input.
@@ -33,13 +130,18 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
 ) -> std::io::Result<Option<Line>> {
     let mut buf = Vec::new();
     let mut total = 0usize;
+    let mut sniffer: Option<Box<IdSniffer>> = None;
+    let too_long = |total: usize, sniffer: &Option<Box<IdSniffer>>| Line::TooLong {
+        len: total,
+        id: sniffer.as_ref().and_then(|s| s.id()),
+    };
     loop {
         let chunk = reader.fill_buf().await?;
         if chunk.is_empty() {
             return Ok(if total == 0 {
                 None
             } else if total > max {
-                Some(Line::TooLong(total))
+                Some(too_long(total, &sniffer))
             } else {
                 Some(Line::Data(buf))
             });
@@ -52,13 +154,19 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
         total += piece.len();
         if total <= max {
             buf.extend_from_slice(piece);
-        } else if !buf.is_empty() {
-            buf = Vec::new();
+        } else {
+            // Over the limit: what was kept goes, and only the request's id is looked for.
+            let s = sniffer.get_or_insert_with(Default::default);
+            if !buf.is_empty() {
+                s.feed(&buf);
+                buf = Vec::new();
+            }
+            s.feed(piece);
         }
         reader.consume(take);
         if done {
             if total > max {
-                return Ok(Some(Line::TooLong(total)));
+                return Ok(Some(too_long(total, &sniffer)));
             }
             if buf.last() == Some(&b'\r') {
                 buf.pop();
@@ -190,7 +298,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
                         }
                     }
                 }
-                Ok(Some(Line::TooLong(n))) => tracing::error!(
+                Ok(Some(Line::TooLong { len: n, .. })) => tracing::error!(
                     "server sent a message of {n} bytes, over --max-message-size ({max}); dropped"
                 ),
                 Ok(None) => return,
@@ -402,7 +510,7 @@ mod tests {
         );
         assert_eq!(
             read_line(&mut r, 10).await.unwrap(),
-            Some(Line::TooLong(16))
+            Some(Line::TooLong { len: 16, id: None })
         );
         assert_eq!(
             read_line(&mut r, 10).await.unwrap(),
@@ -413,5 +521,23 @@ mod tests {
             Some(Line::Data(b"last".to_vec()))
         );
         assert_eq!(read_line(&mut r, 10).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_limit_keeps_its_id() {
+        let long = format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{{\"id\":9,\"s\":\"{}\\\"}}\"}},\"id\":\"req-7\"}}\n",
+            "x".repeat(5000)
+        );
+        let input = format!("{long}{{\"id\":42,\"pad\":\"{}\"}}\n", "y".repeat(100));
+        let mut r = BufReader::with_capacity(64, input.as_bytes());
+        match read_line(&mut r, 1000).await.unwrap() {
+            Some(Line::TooLong { id, .. }) => assert_eq!(id, Some(Id::string("req-7"))),
+            other => panic!("{other:?}"),
+        }
+        match read_line(&mut r, 50).await.unwrap() {
+            Some(Line::TooLong { id, .. }) => assert_eq!(id, Some(Id::number(42))),
+            other => panic!("{other:?}"),
+        }
     }
 }
