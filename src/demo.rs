@@ -3,7 +3,8 @@
 //!
 //! Tools: `echo`, `add`, `sleep` (reports progress), `sample` (asks the client's model),
 //! `elicit` (asks the user), `roots` (lists the client's roots), `blob` (a payload of N bytes),
-//! `stats` (how many requests clients cancelled), `crash` (exits with a status).
+//! `stats` (how many requests clients cancelled), `crash` (exits with a status). `sleep` also
+//! logs (`notifications/message`, level info) when the client's log level lets it.
 //! One resource (`demo://readme`, subscribable), one template (`demo://item/{id}`), one prompt.
 //!
 //! It speaks both protocol eras: session clients `initialize` as usual, and requests whose
@@ -32,6 +33,8 @@ struct Demo {
     /// Requests being handled, so that `notifications/cancelled` can stop them.
     running: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
     cancelled: std::sync::atomic::AtomicU64,
+    /// The level a session client set (`None`: log everything).
+    log_level: Mutex<Option<String>>,
 }
 
 /// `extra_tools`: that many more tools (`tool_1`, …, each answering its own name), for
@@ -46,6 +49,7 @@ pub async fn run(extra_tools: usize) {
         next: Default::default(),
         running: Default::default(),
         cancelled: Default::default(),
+        log_level: Default::default(),
     });
     let mut stdin = BufReader::with_capacity(64 * 1024, own_stdin());
     while let Ok(Some(line)) = read_line(&mut stdin, 64 << 20).await {
@@ -274,7 +278,13 @@ impl Demo {
                 };
                 Ok(initialize_result(version))
             }
-            "ping" | "logging/setLevel" | "resources/unsubscribe" => Ok(json!({})),
+            "logging/setLevel" => {
+                if let Ok(mut l) = self.log_level.lock() {
+                    *l = params["level"].as_str().map(str::to_owned);
+                }
+                Ok(json!({}))
+            }
+            "ping" | "resources/unsubscribe" => Ok(json!({})),
             "resources/subscribe" => {
                 let uri = params["uri"].clone();
                 let out = self.out.clone();
@@ -374,6 +384,30 @@ impl Demo {
                 let ms = args["ms"].as_u64().unwrap_or(100).min(600_000);
                 let steps = 4u64;
                 let token = msg.progress_token();
+                // A 2026-07-28 client gets log messages only when its request asks for them.
+                let level = if modern {
+                    crate::era::RequestMeta::of(msg).log_level
+                } else {
+                    Some(
+                        self.log_level
+                            .lock()
+                            .ok()
+                            .and_then(|l| l.clone())
+                            .unwrap_or_else(|| "debug".into()),
+                    )
+                };
+                if level.is_some_and(|l| {
+                    crate::route::level_rank("info") >= crate::route::level_rank(&l)
+                }) {
+                    let note = json!({ "level": "info", "logger": "demo", "data": format!("sleeping {ms} ms") });
+                    let _ = self
+                        .out
+                        .send(Message::notification(
+                            "notifications/message",
+                            Some(to_raw(&note)),
+                        ))
+                        .await;
+                }
                 for i in 1..=steps {
                     tokio::time::sleep(Duration::from_millis(ms / steps)).await;
                     if let Some(t) = &token {

@@ -215,3 +215,96 @@ async fn resources_with_the_same_uri_on_two_servers_are_each_reachable() {
         "{seen}"
     );
 }
+
+/// A 2026-07-28 `tools/call` of `tool`, with `_meta` and optionally a log level.
+fn modern_call(id: u64, tool: &str, args: Value, level: Option<&str>) -> String {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},
+    });
+    if let Some(l) = level {
+        meta["io.modelcontextprotocol/logLevel"] = l.into();
+    }
+    rpc(id, "tools/call", json!({"name": tool, "arguments": args, "_meta": meta}))
+}
+
+fn logs(messages: &[Value]) -> usize {
+    messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .count()
+}
+
+async fn modern_over_http(url: &str, id: u64, tool: &str, level: Option<&str>) -> Vec<Value> {
+    let r = post(
+        url,
+        None,
+        &modern_call(id, tool, json!({"ms": 100}), level),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+    )
+    .await;
+    let mut all = r.events();
+    if all.is_empty() {
+        all.push(r.json());
+    }
+    assert!(
+        all.iter().any(|m| m["id"] == id && m.get("result").is_some()),
+        "{}",
+        r.body
+    );
+    all
+}
+
+#[tokio::test]
+async fn a_2026_client_gets_log_messages_only_when_it_asks_on_every_front() {
+    let config = temp_file(
+        "unasked-logs",
+        &format!(r#"{{ "mcpServers": {{ "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }} }} }}"#),
+    );
+    let http = Proxy::start(&["--config", &config]);
+    let single = Proxy::demo(&[]);
+    let wait = Duration::from_secs(20);
+    // stdio: the merged view (`--config`, no --port) and one remote server (`mcp-proxy URL`).
+    for (what, args) in [
+        ("stdio, merged view", vec!["--config".to_owned(), config.clone()]),
+        ("stdio, one server", vec![single.url("/mcp")]),
+    ] {
+        let tool = if what.contains("merged") { "demo--sleep" } else { "sleep" };
+        let mut c = LineClient::start(&args);
+        c.send(&modern_call(1, tool, json!({"ms": 100}), None));
+        let got = c.until_answer(json!(1), wait);
+        assert_eq!(logs(&got), 0, "{what}: a log message nobody asked for: {got:?}");
+        c.send(&modern_call(2, tool, json!({"ms": 100}), Some("info")));
+        let got = c.until_answer(json!(2), wait);
+        assert_eq!(logs(&got), 1, "{what}: the log message asked for: {got:?}");
+        c.send(&modern_call(3, tool, json!({"ms": 100}), Some("error")));
+        let got = c.until_answer(json!(3), wait);
+        assert_eq!(logs(&got), 0, "{what}: below the level asked for: {got:?}");
+    }
+    // HTTP: the merged view, a named server, and one server.
+    for (what, url, tool) in [
+        ("/mcp, merged view", http.url("/mcp"), "demo--sleep"),
+        ("/servers/demo/mcp", http.url("/servers/demo/mcp"), "sleep"),
+        ("/mcp, one server", single.url("/mcp"), "sleep"),
+    ] {
+        let got = modern_over_http(&url, 1, tool, None).await;
+        assert_eq!(logs(&got), 0, "{what}: {got:?}");
+        let got = modern_over_http(&url, 2, tool, Some("info")).await;
+        assert_eq!(logs(&got), 1, "{what}: {got:?}");
+    }
+    // A session client of the stdio merged view still gets the server's log messages.
+    let mut c = LineClient::start(&["--config".to_owned(), config.clone()]);
+    c.send(INIT);
+    c.until_answer(json!(0), wait);
+    c.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    c.send(&rpc(1, "logging/setLevel", json!({"level": "info"})));
+    c.until_answer(json!(1), wait);
+    c.send(&call(2, "demo--sleep", json!({"ms": 100})));
+    let got = c.until_answer(json!(2), wait);
+    assert_eq!(logs(&got), 1, "session client: {got:?}");
+}

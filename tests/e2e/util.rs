@@ -359,3 +359,63 @@ pub async fn call_tool(
 pub fn call(id: u64, tool: &str, args: serde_json::Value) -> String {
     serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
 }
+
+/// A client of the proxy's stdio front: lines in, lines out.
+pub struct LineClient {
+    pub run: Running,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LineClient {
+    pub fn start(args: &[String]) -> LineClient {
+        let mut run = Running::spawn(BIN, args, &[]);
+        let stdin = run.child.stdin.take();
+        let stdout = run.child.stdout.take().expect("stdout piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        LineClient { run, stdin, lines }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to the proxy");
+        stdin.flush().expect("flush");
+    }
+
+    /// Close the proxy's input.
+    pub fn close_input(&mut self) {
+        self.stdin.take();
+    }
+
+    /// The next line within `within`, as JSON.
+    pub fn next(&self, within: Duration) -> Option<serde_json::Value> {
+        let line = self.lines.recv_timeout(within).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+    }
+
+    /// Every message up to and including the answer with `id`.
+    pub fn until_answer(&self, id: serde_json::Value, within: Duration) -> Vec<serde_json::Value> {
+        let end = Instant::now() + within;
+        let mut seen = vec![];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            let Some(m) = self.next(left) else { break };
+            let done = m.get("id") == Some(&id) && m.get("method").is_none();
+            seen.push(m);
+            if done {
+                return seen;
+            }
+        }
+        panic!(
+            "no answer with id {id} within {within:?}; got {seen:?}\nlog:\n{}",
+            self.run.log_text()
+        );
+    }
+}
