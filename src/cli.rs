@@ -157,6 +157,16 @@ pub struct Cli {
     )]
     pub shutdown_timeout: u64,
 
+    /// Seconds between checks of a remote server that no client has reached lately (it is
+    /// checked sooner while it fails); 0: never check, only watch clients' exchanges.
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        help_heading = "Remote server"
+    )]
+    pub health_interval: u64,
+
     // === several servers ===
     /// An mcpServers file (as Claude Desktop and Cursor write it): each server at
     /// /servers/NAME/mcp and /servers/NAME/sse, all merged at /mcp and /sse (or on stdio

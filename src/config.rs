@@ -42,6 +42,8 @@ pub struct Config {
     pub client_buffer: usize,
     /// How long sessions get to finish when the proxy stops.
     pub shutdown_timeout: Duration,
+    /// How often a remote server is checked when no client reaches it.
+    pub health_interval: Option<Duration>,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -240,6 +242,8 @@ impl Config {
             },
             client_buffer,
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
+            health_interval: (cli.health_interval > 0)
+                .then(|| Duration::from_secs(cli.health_interval)),
         })
     }
 
@@ -265,6 +269,7 @@ impl Config {
                 transport: cli.transport,
                 headers,
                 connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+                health: Default::default(),
             })
         } else {
             let name = std::path::Path::new(&target_text)

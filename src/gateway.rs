@@ -219,12 +219,15 @@ impl Gateway {
                 Next::Keep(s) => (s, None),
                 Next::Recurate(s, e) => {
                     let backend = s.mount.backend.clone();
-                    let mount = with_front(
+                    let mut mount = with_front(
                         config,
                         Some(e.name.clone()),
                         backend,
                         curation_of(&e, rules),
                     );
+                    // The same server: its health and its checks go on.
+                    mount.health = s.mount.health.clone();
+                    mount.watch = s.mount.watch.clone();
                     // Its server keeps running; only its front for modern clients ends.
                     (Served::new(e, mount), Some((s, false)))
                 }
@@ -400,7 +403,8 @@ async fn start(config: &Config, e: &ServerEntry, policy: &Arc<Policy>) -> Served
     Served::new(e.clone(), mount)
 }
 
-/// A server's backend, shared or per session, and its 2026-07-28 front.
+/// A server's backend, shared or per session, and its 2026-07-28 front. A remote server gets
+/// a health of its own, checked now and then (`--health-interval`) while the mount lives.
 pub async fn mount(
     config: &Config,
     name: Option<String>,
@@ -410,6 +414,14 @@ pub async fn mount(
 ) -> anyhow::Result<Mount> {
     use crate::config::Front;
     use crate::transport::Target;
+    let target = &match target {
+        Target::Url(u) => {
+            let mut u = u.clone();
+            u.health = crate::health::Slot(Some(crate::health::Health::new()));
+            Target::Url(u)
+        }
+        t => t.clone(),
+    };
     let shared = match (target, &config.front) {
         (Target::Command(_), _) => !config.per_client,
         (Target::Url(_), Front::Http { .. }) => config.stateless,
@@ -430,7 +442,22 @@ pub async fn mount(
             options: route,
         }
     };
-    Ok(with_front(config, name, backend, curation))
+    let mut mount = with_front(config, name, backend, curation);
+    // Checks are for /status, which only an HTTP listener has.
+    let http = matches!(config.front, Front::Http { .. });
+    if let (Target::Url(_), Some(interval), false, true) =
+        (target, config.health_interval, shared, http)
+    {
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::health::watch_remote(
+            target.clone(),
+            route,
+            interval,
+            stop.clone(),
+        ));
+        mount.watch = Some(Arc::new(stop.drop_guard()));
+    }
+    Ok(mount)
 }
 
 /// A mount of `backend`, with its front for 2026-07-28 clients.
@@ -447,12 +474,22 @@ pub fn with_front(
         curation.clone(),
         config.client_buffer,
     );
+    let health = match &backend {
+        Backend::Shared(hub) => Some(hub.health()),
+        Backend::PerSession { target, .. } => match &**target {
+            crate::transport::Target::Url(u) => u.health.0.clone(),
+            crate::transport::Target::Command(_) => None,
+        },
+        Backend::Catalog(_) => None,
+    };
     Mount {
         name,
         title: None,
         backend,
         curation,
         modern,
+        health,
+        watch: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod curation;
 pub mod demo;
 pub mod era;
 pub mod gateway;
+pub mod health;
 pub mod jsonrpc;
 pub mod route;
 pub mod server;

@@ -257,6 +257,7 @@ pub fn parse(
                     transport,
                     headers,
                     connect_timeout: defaults.connect_timeout,
+                    health: Default::default(),
                 })
             }
         };

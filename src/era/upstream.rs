@@ -77,7 +77,12 @@ pub async fn settle(
     let key = cache_key(target);
     let known = ERAS.lock().ok().and_then(|m| m.get(&key).copied());
     let sse_only = matches!(target, Target::Url(u) if u.transport == HttpTransport::Sse);
+    let health = match target {
+        Target::Url(u) => u.health.clone(),
+        Target::Command(_) => Default::default(),
+    };
     if pref == ServerEra::Legacy || sse_only || (pref == ServerEra::Auto && known == Some(false)) {
+        health.set_modern(false);
         return Ok((conn, false));
     }
     let mut conn = conn;
@@ -105,6 +110,7 @@ pub async fn settle(
     match probe {
         Some(Probe::Modern(discover)) => {
             remember(&key, true);
+            health.set_modern(true);
             tracing::info!(server = %target.label(), "server speaks protocol revision {MODERN}");
             let conn = match target {
                 Target::Url(spec) => {
@@ -117,11 +123,16 @@ pub async fn settle(
             Ok((wrap(conn, discover), true))
         }
         Some(Probe::Refused(why)) => Err(why.into()),
+        Some(Probe::Unreachable(why)) => {
+            health.failed(&why);
+            Err(why.into())
+        }
         Some(Probe::Legacy(why)) => {
             if pref == ServerEra::Modern {
                 return Err(format!("not a {MODERN} server: {why} (--server-era modern)").into());
             }
             remember(&key, false);
+            health.set_modern(false);
             tracing::debug!("server speaks a session-based revision ({why})");
             Ok((conn, false))
         }

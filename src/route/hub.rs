@@ -106,6 +106,8 @@ pub struct Hub {
     up_since: Mutex<Option<std::time::Instant>>,
     /// What the log calls the server.
     label: String,
+    /// Whether it can be reached, and when it last was (for `/status`).
+    health: Arc<crate::health::Health>,
 }
 
 impl Hub {
@@ -126,6 +128,7 @@ impl Hub {
                         Ok(a) => Status::Ready(Arc::new(a)),
                         Err(e) => {
                             tracing::error!(server = %init_hub.label, "{e}");
+                            init_hub.health.failed(&e);
                             Status::Failed(e)
                         }
                     };
@@ -140,8 +143,10 @@ impl Hub {
 
     /// A hub for a server that could not be started: every client gets `reason`.
     pub fn failed(reason: String, options: RouteOptions) -> Arc<Hub> {
-        let (_, status) = watch::channel(Status::Failed(reason));
-        Arc::new(Hub::new(status, options, None))
+        let (_, status) = watch::channel(Status::Failed(reason.clone()));
+        let hub = Hub::new(status, options, None);
+        hub.health.failed(&reason);
+        Arc::new(hub)
     }
 
     fn new(status: watch::Receiver<Status>, options: RouteOptions, target: Option<Target>) -> Hub {
@@ -158,8 +163,21 @@ impl Hub {
             pid: Default::default(),
             up_since: Default::default(),
             label: target.as_ref().map(Target::label).unwrap_or_default(),
+            health: match &target {
+                Some(Target::Url(u)) => u.health.0.clone().unwrap_or_default(),
+                _ => {
+                    let h = crate::health::Health::new();
+                    h.set_transport("stdio");
+                    h
+                }
+            },
             target,
         }
+    }
+
+    /// Whether the server can be reached, and when it last was.
+    pub fn health(&self) -> Arc<crate::health::Health> {
+        self.health.clone()
     }
 
     /// Settle the era of a new link, take it into use and initialise the server over it.
@@ -174,6 +192,7 @@ impl Hub {
             .map_err(|e| e.reason)?;
         self.modern
             .store(modern, std::sync::atomic::Ordering::Relaxed);
+        self.health.set_modern(modern);
         self.pid
             .store(conn.pid.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut tx) = self.tx.write() {
@@ -733,7 +752,10 @@ async fn read_upstream(
             }
         };
         match inbound {
-            Some(Inbound::Message { msg, related }) => route_inbound(&hub, msg, related),
+            Some(Inbound::Message { msg, related }) => {
+                hub.health.reached();
+                route_inbound(&hub, msg, related)
+            }
             Some(Inbound::Closed(reason)) => {
                 close_all(&hub, &status, reason);
                 restart_later(hub, status);
@@ -788,6 +810,7 @@ fn restart_later(hub: Arc<Hub>, status: watch::Sender<Status>) {
                     return;
                 }
                 Err(e) => {
+                    hub.health.failed(&e);
                     tracing::warn!(
                         server = %hub.label,
                         "starting the server again failed: {e}; next try in {}s",
@@ -847,6 +870,7 @@ fn close_all(hub: &Hub, status: &watch::Sender<Status>, reason: String) {
         tracing::warn!(server = %hub.label, "server gone: {reason}");
     }
     status.send_replace(Status::Failed(reason.clone()));
+    hub.health.failed(&reason);
     fail_pending(hub, |_| true, &reason);
     if let Ok(mut st) = hub.state.lock() {
         st.internal.clear();

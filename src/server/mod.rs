@@ -43,6 +43,8 @@ pub struct AppState {
     pub curation: Option<crate::curation::Curation>,
     /// Serves 2026-07-28 clients.
     pub modern: Arc<crate::era::front::ModernFront>,
+    /// Whether the server can be reached (a remote or shared server).
+    pub health: Option<Arc<crate::health::Health>>,
     pub options: HttpOptions,
     pub streamable: streamable::Sessions,
     pub sse: sse::Sessions,
@@ -73,6 +75,10 @@ pub struct Mount {
     pub backend: Backend,
     pub curation: Option<crate::curation::Curation>,
     pub modern: Arc<crate::era::front::ModernFront>,
+    /// Whether the server can be reached (a remote or shared server).
+    pub health: Option<Arc<crate::health::Health>>,
+    /// Keeps a remote server's health checks going while the mount lives.
+    pub watch: Option<Arc<tokio_util::sync::DropGuard>>,
 }
 
 /// The servers the HTTP listener offers: one at the root (fixed), and named servers under
@@ -104,6 +110,7 @@ impl Mounts {
             title: m.title,
             curation: m.curation,
             modern: m.modern,
+            health: m.health,
             options,
             streamable: Default::default(),
             sse: Default::default(),
@@ -260,6 +267,7 @@ pub async fn serve_http(
 async fn status(
     axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
 ) -> axum::response::Response {
+    use crate::route::hub::Status;
     use axum::response::IntoResponse;
     // Tool counts are known for the servers of the merged view, once it has listed them.
     let tools = match mounts.root.as_ref().map(|r| &r.backend) {
@@ -274,32 +282,40 @@ async fn status(
                 Backend::Shared(hub) => Some(hub),
                 Backend::PerSession { .. } | Backend::Catalog(_) => None,
             };
-            let (link, detail) = match (&state.backend, hub.map(|h| h.status())) {
-                (_, Some(crate::route::hub::Status::Starting)) => ("starting", None),
-                (_, Some(crate::route::hub::Status::Ready(_))) => ("ready", None),
-                (_, Some(crate::route::hub::Status::Failed(why))) => ("failed", Some(why)),
-                (Backend::Catalog(_), None) => ("merged", None),
-                _ => ("per-session", None),
+            // One meaning for every server: ready (it answers), failed (it does not; see
+            // lastError), starting (not known yet).
+            let link = match (&state.backend, hub.map(|h| h.status()), &state.health) {
+                (_, Some(Status::Starting), _) => "starting",
+                (_, Some(Status::Ready(_)), _) => "ready",
+                (_, Some(Status::Failed(_)), _) => "failed",
+                (Backend::Catalog(_), None, _) => "merged",
+                (_, None, Some(h)) => h.state().as_str(),
+                _ => "per-session",
             };
-            let protocol = match hub {
-                Some(h) if h.upstream_modern() => Some(crate::era::MODERN),
-                Some(h) if link == "ready" && !h.upstream_modern() => Some("session-based"),
-                _ => None,
-            };
-            serde_json::json!({
+            let mut fields = state
+                .health
+                .as_ref()
+                .map(|h| h.fields())
+                .unwrap_or_default();
+            if let Some(Status::Failed(why)) = hub.map(|h| h.status()) {
+                fields.insert("lastError".into(), why.into());
+            }
+            let mut v = serde_json::json!({
                 "name": name,
                 "title": state.title,
                 "path": if state.options.base_path.is_empty() { "/" } else { state.options.base_path.as_str() },
                 "state": link,
-                "lastError": detail,
-                "protocol": protocol,
                 "pid": hub.and_then(|h| h.pid()),
                 "uptimeSeconds": hub.and_then(|h| h.uptime()).map(|d| d.as_secs()),
                 "restarts": hub.map(|h| h.restarts()).unwrap_or(0),
                 "tools": name.as_ref().and_then(|n| tools.get(n)),
                 "sessions": state.streamable.len() + state.sse.len(),
                 "parkedCalls": state.modern.parked_calls(),
-            })
+            });
+            for key in ["transport", "protocol", "lastError", "lastErrorAt", "lastReached"] {
+                v[key] = fields.remove(key).unwrap_or(serde_json::Value::Null);
+            }
+            v
         })
         .collect();
     (

@@ -27,6 +27,21 @@ impl HttpContext {
     pub async fn deliver(&self, msg: Message, related: Option<crate::jsonrpc::Id>) {
         let _ = self.in_tx.send(Inbound::Message { msg, related }).await;
     }
+    /// Tell the server's health how an exchange went: any answer but an HTTP error means the
+    /// server was reached (a 404 is a lost session, which the link renews).
+    pub fn observe(&self, outcome: &Result<http::StatusCode, String>) {
+        match outcome {
+            Ok(s) if s.is_success() || *s == http::StatusCode::NOT_FOUND => {
+                self.spec.health.reached()
+            }
+            Ok(s) => self
+                .spec
+                .health
+                .failed(&format!("the server answered HTTP {s}")),
+            Err(why) => self.spec.health.failed(why),
+        }
+    }
+
     /// Answer `msg` (when it is a request) with an error: it could not be delivered.
     pub async fn fail(&self, msg: &Message, reason: &str) {
         tracing::warn!(method = msg.method().unwrap_or(""), "{reason}");
@@ -108,6 +123,11 @@ async fn run(
             *d = s;
         }
     };
+    match ctx.spec.transport {
+        HttpTransport::Streamablehttp => ctx.spec.health.set_transport("streamable-http"),
+        HttpTransport::Sse => ctx.spec.health.set_transport("sse"),
+        HttpTransport::Auto => {}
+    }
     while let Some(msg) = out_rx.recv().await {
         match &mut mode {
             Mode::Undecided => {
@@ -116,6 +136,7 @@ async fn run(
                     PostOutcome::Done => {
                         tracing::info!(url = %ctx.spec.url, "server speaks Streamable HTTP");
                         set_describe(format!("streamable-http ({})", ctx.spec.url));
+                        ctx.spec.health.set_transport("streamable-http");
                         mode = Mode::Streamable(link);
                     }
                     PostOutcome::Refused(msg, status) => {
@@ -124,6 +145,7 @@ async fn run(
                             "POST answered HTTP {status}; trying HTTP+SSE (revision 2024-11-05)"
                         );
                         set_describe(format!("sse ({})", ctx.spec.url));
+                        ctx.spec.health.set_transport("sse");
                         let sse = SseLink::new(ctx.clone());
                         sse.send(msg).await;
                         mode = Mode::Sse(Box::new(sse));

@@ -67,6 +67,8 @@ pub struct UrlSpec {
     pub transport: HttpTransport,
     pub headers: Vec<(String, String)>,
     pub connect_timeout: Duration,
+    /// Where the links to this server report whether they reach it (for `/status`).
+    pub health: crate::health::Slot,
 }
 
 /// Limits every transport applies.

@@ -27,6 +27,9 @@ pub enum Probe {
     Legacy(String),
     /// A modern server that cannot serve us (for example no version in common).
     Refused(String),
+    /// The server could not be reached, or refused us before saying anything of its era
+    /// (HTTP 401, 403, 502–504): nothing was learnt.
+    Unreachable(String),
 }
 
 /// The `server/discover` request the proxy sends in its own name.
@@ -87,9 +90,16 @@ pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
     let msg = discover_request(Id::string("mcp-proxy-probe"));
     let resp = match post(&ctx.client, spec, &ctx.headers, &msg, &[]).await {
         Ok(r) => r,
-        Err(e) => return Probe::Legacy(e),
+        Err(e) => return Probe::Unreachable(e),
     };
     let status = resp.status();
+    if status == http::StatusCode::UNAUTHORIZED
+        || status == http::StatusCode::FORBIDDEN
+        || matches!(status.as_u16(), 502..=504)
+    {
+        let excerpt = body_excerpt(resp).await;
+        return Probe::Unreachable(format!("the server answered HTTP {status}: {excerpt}"));
+    }
     if content_type_is(&resp, "application/json") {
         let Ok(body) = read_body(resp, limits.max_message_size).await else {
             return Probe::Legacy(format!("HTTP {status}"));
@@ -138,10 +148,21 @@ async fn post(
     for (name, value) in params {
         req = req.header(format!("mcp-param-{name}"), era::encode_header_value(value));
     }
-    req.body(msg.to_json())
+    let resp = req
+        .body(msg.to_json())
         .send()
         .await
-        .map_err(|e| describe_reqwest(&e, &spec.url))
+        .map_err(|e| describe_reqwest(&e, &spec.url));
+    match &resp {
+        Ok(r) if r.status().is_success() || r.status() == http::StatusCode::NOT_FOUND => {
+            spec.health.reached()
+        }
+        Ok(r) => spec
+            .health
+            .failed(&format!("the server answered HTTP {}", r.status())),
+        Err(why) => spec.health.failed(why),
+    }
+    resp
 }
 
 /// Open a modern link to `spec`. Nothing is sent until the first message.
@@ -152,6 +173,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
         "streamable-http {MODERN} ({})",
         spec.url
     )));
+    spec.health.set_transport("streamable-http");
     let task = tokio::spawn(run(ctx, out_rx));
     Ok(Connection::over_http(out_tx, in_rx, task, describe))
 }

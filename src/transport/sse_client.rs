@@ -101,7 +101,10 @@ impl SseLink {
             .body(msg.to_json())
             .send()
             .await
-            .map_err(|e| describe_reqwest(&e, endpoint))?;
+            .map_err(|e| describe_reqwest(&e, endpoint));
+        self.ctx
+            .observe(&resp.as_ref().map(|r| r.status()).map_err(|e| e.clone()));
+        let resp = resp?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -145,7 +148,10 @@ impl SseLink {
             .header(http::header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| describe_reqwest(&e, url))?;
+            .map_err(|e| describe_reqwest(&e, url));
+        self.ctx
+            .observe(&resp.as_ref().map(|r| r.status()).map_err(|e| e.clone()));
+        let resp = resp?;
         if !resp.status().is_success() {
             let status = resp.status();
             return Err(format!(

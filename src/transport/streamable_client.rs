@@ -167,10 +167,19 @@ async fn post(shared: &Shared, msg: &Message) -> Sent {
     if let Some(v) = &s.version {
         req = req.header(VERSION_HEADER, v);
     }
-    match req.send().await {
+    let sent = match req.send().await {
         Ok(resp) if resp.status().is_success() => Sent::Ok(resp),
         Ok(resp) => Sent::Status(resp.status(), resp),
         Err(e) => Sent::Failed(describe_reqwest(&e, &shared.ctx.spec.url)),
+    };
+    shared.ctx.observe(&sent_outcome(&sent));
+    sent
+}
+
+fn sent_outcome(sent: &Sent) -> Result<StatusCode, String> {
+    match sent {
+        Sent::Ok(r) | Sent::Status(_, r) => Ok(r.status()),
+        Sent::Failed(why) => Err(why.clone()),
     }
 }
 

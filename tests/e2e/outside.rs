@@ -226,7 +226,11 @@ fn modern_call(id: u64, tool: &str, args: Value, level: Option<&str>) -> String 
     if let Some(l) = level {
         meta["io.modelcontextprotocol/logLevel"] = l.into();
     }
-    rpc(id, "tools/call", json!({"name": tool, "arguments": args, "_meta": meta}))
+    rpc(
+        id,
+        "tools/call",
+        json!({"name": tool, "arguments": args, "_meta": meta}),
+    )
 }
 
 fn logs(messages: &[Value]) -> usize {
@@ -253,7 +257,8 @@ async fn modern_over_http(url: &str, id: u64, tool: &str, level: Option<&str>) -
         all.push(r.json());
     }
     assert!(
-        all.iter().any(|m| m["id"] == id && m.get("result").is_some()),
+        all.iter()
+            .any(|m| m["id"] == id && m.get("result").is_some()),
         "{}",
         r.body
     );
@@ -264,21 +269,34 @@ async fn modern_over_http(url: &str, id: u64, tool: &str, level: Option<&str>) -
 async fn a_2026_client_gets_log_messages_only_when_it_asks_on_every_front() {
     let config = temp_file(
         "unasked-logs",
-        &format!(r#"{{ "mcpServers": {{ "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }} }} }}"#),
+        &format!(
+            r#"{{ "mcpServers": {{ "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }} }} }}"#
+        ),
     );
     let http = Proxy::start(&["--config", &config]);
     let single = Proxy::demo(&[]);
     let wait = Duration::from_secs(20);
     // stdio: the merged view (`--config`, no --port) and one remote server (`mcp-proxy URL`).
     for (what, args) in [
-        ("stdio, merged view", vec!["--config".to_owned(), config.clone()]),
+        (
+            "stdio, merged view",
+            vec!["--config".to_owned(), config.clone()],
+        ),
         ("stdio, one server", vec![single.url("/mcp")]),
     ] {
-        let tool = if what.contains("merged") { "demo--sleep" } else { "sleep" };
+        let tool = if what.contains("merged") {
+            "demo--sleep"
+        } else {
+            "sleep"
+        };
         let mut c = LineClient::start(&args);
         c.send(&modern_call(1, tool, json!({"ms": 100}), None));
         let got = c.until_answer(json!(1), wait);
-        assert_eq!(logs(&got), 0, "{what}: a log message nobody asked for: {got:?}");
+        assert_eq!(
+            logs(&got),
+            0,
+            "{what}: a log message nobody asked for: {got:?}"
+        );
         c.send(&modern_call(2, tool, json!({"ms": 100}), Some("info")));
         let got = c.until_answer(json!(2), wait);
         assert_eq!(logs(&got), 1, "{what}: the log message asked for: {got:?}");
@@ -307,4 +325,175 @@ async fn a_2026_client_gets_log_messages_only_when_it_asks_on_every_front() {
     c.send(&call(2, "demo--sleep", json!({"ms": 100})));
     let got = c.until_answer(json!(2), wait);
     assert_eq!(logs(&got), 1, "session client: {got:?}");
+}
+
+/// A server that answers every request with HTTP 401.
+fn unauthorized_server(port: u16) -> Running {
+    let script = format!(
+        r#"
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Bearer realm="mcp"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_GET = do_POST = do_DELETE = answer
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H).serve_forever()
+"#
+    );
+    let run = Running::spawn(&python(), &["-c".into(), script], &[]);
+    wait_port(port, Duration::from_secs(20));
+    run
+}
+
+/// Poll /status until server `name` satisfies `ok`; its entry.
+async fn status_until(
+    proxy: &Proxy,
+    name: &str,
+    within: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let end = Instant::now() + within;
+    loop {
+        let s = proxy.servers().await;
+        let entry = s.get(name).cloned().unwrap_or(Value::Null);
+        if ok(&entry) {
+            return entry;
+        }
+        assert!(Instant::now() < end, "{name} never got there: {entry}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn status_tells_whether_remote_servers_can_be_reached() {
+    let down = free_port();
+    let locked = free_port();
+    let _locked = unauthorized_server(locked);
+    let config = temp_file(
+        "remote-status",
+        &format!(
+            r#"{{ "mcpServers": {{
+    "demo": {{ "command": "{BIN}", "args": ["--demo-server"] }},
+    "later": {{ "url": "http://127.0.0.1:{down}/mcp" }},
+    "locked": {{ "url": "http://127.0.0.1:{locked}/mcp" }}
+}} }}"#
+        ),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let wait = Duration::from_secs(20);
+    // Down: failed, saying why, never reached.
+    let later = status_until(&proxy, "later", wait, |s| s["state"] == "failed").await;
+    assert!(
+        later["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot connect")),
+        "{later}"
+    );
+    assert!(
+        later["lastReached"].is_null() && later["lastErrorAt"].is_string(),
+        "{later}"
+    );
+    // Answering 401: failed, and the error says so.
+    let locked = status_until(&proxy, "locked", wait, |s| s["state"] == "failed").await;
+    assert!(
+        locked["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("401")),
+        "{locked}"
+    );
+    // The stdio server is ready in the same terms.
+    let demo = status_until(&proxy, "demo", wait, |s| s["state"] == "ready").await;
+    assert_eq!(demo["transport"], "stdio", "{demo}");
+    assert!(demo["lastReached"].is_string(), "{demo}");
+    // The remote comes up: it is found ready without any client, with its transport and era.
+    let _up = Proxy::start_raw(&[
+        "--port".into(),
+        down.to_string(),
+        "--".into(),
+        BIN.into(),
+        "--demo-server".into(),
+    ]);
+    let later = status_until(&proxy, "later", Duration::from_secs(30), |s| {
+        s["state"] == "ready"
+    })
+    .await;
+    assert_eq!(later["transport"], "streamable-http", "{later}");
+    // (The proxy in front of the demo server answers 2026-07-28 clients itself.)
+    assert_eq!(later["protocol"], "2026-07-28", "{later}");
+    assert!(later["lastReached"].is_string(), "{later}");
+    // Clients reach it through the proxy.
+    let url = proxy.url("/servers/later/mcp");
+    let sid = session(&url).await;
+    let a = call_tool(&url, &sid, 1, "echo", json!({"message": "up"})).await;
+    assert!(a.to_string().contains("up"), "{a}");
+}
+
+/// A server that accepts connections and never answers.
+fn silent_server(port: u16) -> Running {
+    let script = format!(
+        r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", {port}))
+s.listen(64)
+held = []
+while True:
+    c, _ = s.accept()
+    held.append(c)
+"#
+    );
+    let run = Running::spawn(&python(), &["-c".into(), script], &[]);
+    wait_port(port, Duration::from_secs(20));
+    run
+}
+
+fn exits_within(c: &mut LineClient, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(s)) = c.run.child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_remote_that_never_answers_gets_a_clear_error_and_holds_up_nothing() {
+    let port = free_port();
+    let _silent = silent_server(port);
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    // Default flags but --timeout: the era probe is bounded like any request.
+    let mut c = LineClient::start(&["--timeout".into(), "3".into(), url.clone()]);
+    let t = Instant::now();
+    c.send(INIT);
+    let got = c.until_answer(json!(0), Duration::from_secs(15));
+    let err = &got.last().expect("an answer")["error"];
+    assert_eq!(err["code"], -32001, "{got:?}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not answer within 3s")),
+        "{got:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // The end of input ends the proxy, with every answer written.
+    c.send(&call(1, "echo", json!({"message": "x"})));
+    c.close_input();
+    let got = c.until_answer(json!(1), Duration::from_secs(15));
+    assert!(got.last().expect("answer")["error"].is_object(), "{got:?}");
+    let status = exits_within(&mut c, Duration::from_secs(10)).expect("the proxy ended");
+    assert!(status.success(), "{status:?}");
+    // SIGTERM while the first request hangs ends it at once.
+    let mut c = LineClient::start(&["--timeout".into(), "60".into(), url]);
+    c.send(INIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let status = c.run.terminate().expect("the proxy ended on SIGTERM");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(status.success(), "{status:?}");
 }
