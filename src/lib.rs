@@ -20,4 +20,5 @@ pub mod jsonrpc;
 pub mod route;
 pub mod server;
 pub mod servers;
+pub mod supervisor;
 pub mod transport;

@@ -25,6 +25,8 @@ fn init_logging(cli: &Cli) {
 }
 
 fn main() -> ExitCode {
+    // Started as a stdio server's supervisor: that, and nothing else.
+    mcp_proxy::supervisor::run_if_asked();
     let cli = Cli::parse();
     // The demo server is one small loop: a single-threaded runtime serves it best.
     let runtime = if cli.demo_server {

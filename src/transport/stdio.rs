@@ -225,7 +225,6 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .process_group(0);
     if !spec.pass_environment {
         cmd.env_clear();
@@ -239,9 +238,17 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    set_parent_death_signal(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, &e))?;
-    let pid = child.id();
+    let supervised = supervise(&mut cmd);
+    let spawned = cmd.spawn();
+    // The parent's copy of the report pipe's write end goes, so that its read end ends.
+    let server_pid = supervised.and_then(|(read, write)| {
+        drop(write);
+        read_pid(read)
+    });
+    let mut child = spawned.map_err(|e| spawn_error(spec, &e))?;
+    let supervisor = child.id();
+    // What the user knows as the server's process: the server itself, not its supervisor.
+    let pid = server_pid.or(supervisor);
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -310,7 +317,12 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
         }
     });
 
-    let task = tokio::spawn(run(child, pid, stdin, out_rx, in_tx, reader));
+    let processes = Processes {
+        signal: supervisor,
+        group: server_pid,
+        supervised: server_pid.is_some(),
+    };
+    let task = tokio::spawn(run(child, processes, stdin, out_rx, in_tx, reader));
     Ok(Connection {
         tx: out_tx,
         rx: in_rx,
@@ -321,9 +333,38 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     })
 }
 
+/// The processes behind one stdio link, and how to end them.
+struct Processes {
+    /// The child the proxy started: the supervisor, or (unsupervised) the server.
+    signal: Option<u32>,
+    /// The server's own process group, when it runs supervised.
+    group: Option<u32>,
+    supervised: bool,
+}
+
+impl Processes {
+    /// Ask the server to end. Supervised: its supervisor ends the server's group and whatever
+    /// it left behind. Otherwise: the child's group.
+    fn terminate(&self) {
+        if self.supervised {
+            signal_one(self.signal, libc::SIGTERM);
+        } else {
+            signal_group(self.signal, libc::SIGTERM);
+        }
+    }
+
+    /// The last resort.
+    fn kill(&self) {
+        signal_group(self.signal, libc::SIGKILL);
+        if self.supervised {
+            signal_group(self.group, libc::SIGKILL);
+        }
+    }
+}
+
 async fn run(
     mut child: Child,
-    pid: Option<u32>,
+    processes: Processes,
     stdin: tokio::process::ChildStdin,
     out_rx: mpsc::Receiver<Message>,
     in_tx: mpsc::Sender<Inbound>,
@@ -338,12 +379,28 @@ async fn run(
             });
         }
     }));
-    let status = tokio::select! {
-        status = child.wait() => {
-            writer.abort();
-            Some(status)
+    let mut reader = reader;
+    let mut output_ended = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => {
+                writer.abort();
+                break Some(status);
+            }
+            _ = &mut writer => break None,
+            // A server that closes its stdout is done, whether or not its process runs on.
+            _ = &mut reader, if !output_ended => {
+                output_ended = true;
+                if let Ok(status) = tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
+                    // It exited (its output ends with it).
+                    writer.abort();
+                    output_ended = false;
+                    break Some(status);
+                }
+                tracing::info!("the server closed its output but runs on; ending it");
+                processes.terminate();
+            }
         }
-        _ = &mut writer => None,
     };
     let status = match status {
         Some(s) => s,
@@ -352,11 +409,11 @@ async fn run(
             match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
                 Ok(s) => s,
                 Err(_) => {
-                    signal_group(pid, libc::SIGTERM);
-                    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                    processes.terminate();
+                    match tokio::time::timeout(Duration::from_secs(8), child.wait()).await {
                         Ok(s) => s,
                         Err(_) => {
-                            signal_group(pid, libc::SIGKILL);
+                            processes.kill();
                             child.wait().await
                         }
                     }
@@ -364,20 +421,29 @@ async fn run(
             }
         }
     };
-    // Anything the child started and left behind in its group goes with it.
-    signal_group(pid, libc::SIGTERM);
-    let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+    if !processes.supervised {
+        // Anything the child started and left behind in its group goes with it.
+        signal_group(processes.signal, libc::SIGTERM);
+        let group = processes.signal;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            signal_group(group, libc::SIGKILL);
+        });
+    }
+    if !reader.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
+    }
     let reason = match status {
         Ok(s) => describe_exit(s),
         Err(e) => format!("server process could not be waited for: {e}"),
     };
+    let reason = if output_ended {
+        format!("the server closed its output ({reason})")
+    } else {
+        reason
+    };
     tracing::info!("{reason}");
     let _ = in_tx.send(Inbound::Closed(reason)).await;
-    let pid_copy = pid;
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        signal_group(pid_copy, libc::SIGKILL);
-    });
 }
 
 fn describe_exit(s: std::process::ExitStatus) -> String {
@@ -425,6 +491,72 @@ fn signal_group(pid: Option<u32>, sig: libc::c_int) {
     }
 }
 
+/// Send `sig` to one process.
+fn signal_one(pid: Option<u32>, sig: libc::c_int) {
+    let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: kill only sends a signal.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Start the command under a supervisor (see [`crate::supervisor`]) when this system allows
+/// it: the two ends of the pipe on which the server's pid comes. Otherwise the child is
+/// ended by the kernel when the proxy dies.
+#[cfg(target_os = "linux")]
+fn supervise(cmd: &mut Command) -> Option<(std::fs::File, std::fs::File)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    if !crate::supervisor::available() {
+        set_parent_death_signal(cmd);
+        return None;
+    }
+    let mut fds = [0 as libc::c_int; 2];
+    #[allow(unsafe_code)]
+    // SAFETY: pipe2 fills the two descriptors, which the files below then own.
+    let pipe = unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) != 0 {
+            None
+        } else {
+            Some((
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            ))
+        }
+    };
+    let Some((read, write)) = pipe else {
+        set_parent_death_signal(cmd);
+        return None;
+    };
+    match crate::supervisor::install(cmd, write.as_raw_fd()) {
+        Ok(()) => Some((read, write)),
+        Err(_) => {
+            set_parent_death_signal(cmd);
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn supervise(_cmd: &mut Command) -> Option<(std::fs::File, std::fs::File)> {
+    None
+}
+
+/// The server's pid, as its supervisor reported it.
+fn read_pid(mut read: std::fs::File) -> Option<u32> {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    read.read_exact(&mut bytes).ok()?;
+    u32::try_from(i32::from_ne_bytes(bytes))
+        .ok()
+        .filter(|p| *p > 1)
+}
+
 /// Ask the kernel to end the child when this process dies, even by SIGKILL.
 #[cfg(target_os = "linux")]
 fn set_parent_death_signal(cmd: &mut Command) {
@@ -437,9 +569,6 @@ fn set_parent_death_signal(cmd: &mut Command) {
         });
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn set_parent_death_signal(_cmd: &mut Command) {}
 
 /// Our own stdin, driven by the event loop when it is a pipe or a socket (as when a client
 /// starts us), so that no blocking thread sits between the client and us; anything else

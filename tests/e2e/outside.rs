@@ -497,3 +497,94 @@ fn a_remote_that_never_answers_gets_a_clear_error_and_holds_up_nothing() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(status.success(), "{status:?}");
 }
+
+/// Processes whose command line starts with `needle` (as `ps` would show them).
+fn processes_with(needle: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .starts_with(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn gone_within(needle: &str, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if processes_with(needle).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A shell that starts two grandchildren (one in its group, one in a session of its own)
+/// and then becomes the demo server; `tag` marks the grandchildren.
+fn server_with_grandchildren(tag: u32) -> String {
+    format!("sleep {tag}1 & setsid sleep {tag}2 & exec {BIN} --demo-server")
+}
+
+#[tokio::test]
+async fn nothing_a_server_started_outlives_the_proxy_a_restart_or_a_reload() {
+    let tag = 40_000 + std::process::id() % 10_000;
+    // 1. kill -9 of the proxy.
+    let mut proxy = Proxy::start(&["--", "sh", "-c", &server_with_grandchildren(tag)]);
+    let sid = session(&proxy.url("/mcp")).await;
+    assert!(!sid.is_empty());
+    let needle = format!("sleep {tag}");
+    assert_eq!(processes_with(&needle).len(), 2, "both grandchildren run");
+    proxy.run.child.kill().expect("kill -9");
+    let _ = proxy.run.child.wait();
+    assert!(
+        gone_within(&needle, Duration::from_secs(10)),
+        "left behind after kill -9 of the proxy: {:?}",
+        processes_with(&needle)
+    );
+
+    // 2. A server that crashes and is started again; 3. then removed by a reload.
+    let tag = tag + 1;
+    let needle = format!("sleep {tag}");
+    let script = server_with_grandchildren(tag);
+    let config = temp_file(
+        "grandchildren",
+        &json!({ "mcpServers": { "g": { "command": "sh", "args": ["-c", script] } } }).to_string(),
+    );
+    let proxy = Proxy::start(&["--config", &config]);
+    let url = proxy.url("/servers/g/mcp");
+    let sid = session(&url).await;
+    let first: HashSet<i32> = processes_with(&needle).into_iter().collect();
+    assert_eq!(first.len(), 2, "both grandchildren run");
+    let _ = call_tool(&url, &sid, 1, "crash", json!({"status": 3})).await;
+    proxy
+        .run
+        .wait_log("server started again", Duration::from_secs(20));
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: HashSet<i32> = processes_with(&needle).into_iter().collect();
+        if now.is_disjoint(&first) && now.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "after a restart: before {first:?}, now {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&config, r#"{ "mcpServers": {} }"#).expect("rewrite the config");
+    proxy.run.wait_log("removed: g", Duration::from_secs(20));
+    assert!(
+        gone_within(&needle, Duration::from_secs(10)),
+        "left behind after a reload removed the server: {:?}",
+        processes_with(&needle)
+    );
+}
