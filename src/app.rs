@@ -70,6 +70,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 base_path: String::new(),
                 client_buffer: config.client_buffer,
                 shutdown_timeout: config.shutdown_timeout,
+                max_connections: config.max_connections,
+                header_timeout: config.header_timeout,
+                body_timeout: config.body_timeout,
             };
             let mut mounts = server::Mounts::new(options, shutdown.clone());
             mounts.set_root(root.clone());

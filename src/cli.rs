@@ -148,6 +148,35 @@ pub struct Cli {
     )]
     pub client_buffer: String,
 
+    /// Most connections open at once; at the cap, a new one replaces the oldest connection
+    /// that has not sent a request, else waits.
+    #[arg(
+        long,
+        default_value_t = 1024,
+        value_name = "N",
+        help_heading = "HTTP server"
+    )]
+    pub max_connections: usize,
+
+    /// Seconds a request's headers may take to arrive (also the longest a kept-alive
+    /// connection may sit idle).
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_name = "SECONDS",
+        help_heading = "HTTP server"
+    )]
+    pub header_timeout: u64,
+
+    /// Seconds a request's body may take to arrive.
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_name = "SECONDS",
+        help_heading = "HTTP server"
+    )]
+    pub body_timeout: u64,
+
     /// Seconds that open sessions get to finish when the proxy stops, before they are closed.
     #[arg(
         long,

@@ -44,6 +44,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often a remote server is checked when no client reaches it.
     pub health_interval: Option<Duration>,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -244,6 +247,9 @@ impl Config {
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
             health_interval: (cli.health_interval > 0)
                 .then(|| Duration::from_secs(cli.health_interval)),
+            max_connections: cli.max_connections.max(1),
+            header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
+            body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
         })
     }
 

@@ -137,10 +137,13 @@ pub async fn serve(
             Err(_) => 0,
         };
         let proven = conn.clone();
-        let app = tower::ServiceExt::map_request(app.clone(), move |req: axum::extract::Request| {
-            proven.proven.store(true, Ordering::Relaxed);
-            req
-        });
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |req: http::Request<hyper::body::Incoming>| {
+                proven.proven.store(true, Ordering::Relaxed);
+                req
+            },
+        );
         let service = hyper_util::service::TowerToHyperService::new(app);
         let finish = finish.clone();
         let stop = stop.clone();

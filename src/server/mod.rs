@@ -2,12 +2,12 @@
 //! `/mcp` and HTTP+SSE at `/sse` (+ `/messages`) at the same time.
 
 pub mod guard;
+pub mod listen;
 pub mod sse;
 pub mod sse_body;
 pub mod stdio;
 pub mod streamable;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,6 +32,12 @@ pub struct HttpOptions {
     pub client_buffer: usize,
     /// How long sessions get to finish when the proxy stops.
     pub shutdown_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How long a request's headers may take to arrive (and a kept-alive connection may idle).
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// Everything a request handler needs.
@@ -246,16 +252,13 @@ pub async fn serve_http(
             Arc::new(guard),
             guard::check,
         ));
-    let stop = shutdown.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        stop.cancelled().await;
-        // Open streams would hold graceful shutdown forever: end sessions first.
-    })
-    .await?;
+    let o = &mounts.options;
+    let options = listen::ListenOptions {
+        max_connections: o.max_connections,
+        header_timeout: o.header_timeout,
+        shutdown_timeout: o.shutdown_timeout,
+    };
+    listen::serve(listener, app, options, shutdown).await;
     for (_, state) in mounts.all() {
         state.streamable.close_all().await;
         state.sse.close_all().await;

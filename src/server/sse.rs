@@ -161,6 +161,7 @@ pub struct SessionQuery {
 pub async fn message(
     State(state): State<Arc<AppState>>,
     Query(q): Query<SessionQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let Some(id) = q.session_id else {
@@ -174,7 +175,7 @@ pub async fn message(
     let Some(route) = route else {
         return (StatusCode::NOT_FOUND, "Session not found").into_response();
     };
-    let body = match read_limited(body, state.options.max_message_size).await {
+    let body = match read_limited(&state.options, &headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };

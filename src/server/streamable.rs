@@ -64,8 +64,11 @@ impl Sessions {
 }
 
 struct StreamBuf {
-    events: VecDeque<(u64, Arc<Message>)>,
+    /// (sequence number, message, its size in bytes)
+    events: VecDeque<(u64, Arc<Message>, usize)>,
     next_seq: u64,
+    /// Events before this one have been handed to a connection (kept only for resumption).
+    delivered: u64,
     /// Requests of this stream's POST not answered yet (empty for the standalone stream).
     outstanding: HashSet<Id>,
     finished: bool,
@@ -79,6 +82,7 @@ impl StreamBuf {
         StreamBuf {
             events: VecDeque::new(),
             next_seq: 0,
+            delivered: 0,
             outstanding,
             finished: false,
             notify: Arc::new(Notify::new()),
@@ -91,6 +95,52 @@ struct Inner {
     streams: HashMap<u64, StreamBuf>,
     waiters: HashMap<Id, u64>,
     next_stream: u64,
+    /// Bytes of every stream's events.
+    bytes: usize,
+}
+
+impl Inner {
+    /// Forget stream `sid` and what it held.
+    fn remove_stream(&mut self, sid: u64) -> Option<StreamBuf> {
+        let buf = self.streams.remove(&sid)?;
+        self.bytes -= buf.events.iter().map(|e| e.2).sum::<usize>();
+        Some(buf)
+    }
+
+    /// Make room within `limit` bytes by dropping events already delivered (kept only for
+    /// resumption), oldest first. Whether what is left fits: it does when it is one message.
+    fn trim(&mut self, limit: usize) -> bool {
+        if self.bytes <= limit {
+            return true;
+        }
+        let mut sids: Vec<u64> = self.streams.keys().copied().collect();
+        sids.sort_unstable();
+        for sid in sids {
+            let Some(b) = self.streams.get_mut(&sid) else {
+                continue;
+            };
+            while self.bytes > limit
+                && b.events
+                    .front()
+                    .is_some_and(|(seq, _, _)| *seq < b.delivered)
+            {
+                if let Some((_, _, n)) = b.events.pop_front() {
+                    self.bytes -= n;
+                }
+            }
+        }
+        let waiting: usize = self
+            .streams
+            .values()
+            .map(|b| {
+                b.events
+                    .iter()
+                    .filter(|(seq, _, _)| *seq >= b.delivered)
+                    .count()
+            })
+            .sum();
+        self.bytes <= limit || waiting <= 1
+    }
 }
 
 const STANDALONE: u64 = 0;
@@ -105,6 +155,8 @@ pub struct Session {
     writers: std::sync::atomic::AtomicUsize,
     closed: CancellationToken,
     replay_events: usize,
+    /// Most bytes its streams may hold (`--client-buffer`).
+    client_buffer: usize,
 }
 
 impl Session {
@@ -156,15 +208,49 @@ impl Session {
         let Some(buf) = streams.get_mut(&target) else {
             return;
         };
-        buf.events.push_back((buf.next_seq, Arc::new(msg)));
+        let size = msg.wire_len();
+        buf.events.push_back((buf.next_seq, Arc::new(msg), size));
         buf.next_seq += 1;
-        if buf.events.len() > self.replay_events {
-            buf.events.pop_front();
-            if target == STANDALONE {
-                tracing::warn!(session = %self.id, "client is not reading its stream; dropped the oldest message");
+        let mut dropped = 0;
+        if buf.events.len() > self.replay_events
+            && let Some((seq, _, n)) = buf.events.pop_front()
+        {
+            dropped = n;
+            if target == STANDALONE && seq >= buf.delivered {
+                tracing::warn!(session = %self.id, "client is not reading its stream; dropped the oldest message (--replay-buffer)");
             }
         }
         buf.notify.notify_one();
+        inner.bytes = inner.bytes + size - dropped;
+        if !inner.trim(self.client_buffer) {
+            // The client is not reading: its session ends, and what it held goes at once.
+            let held = inner.bytes;
+            let sids: Vec<u64> = inner.streams.keys().copied().collect();
+            for sid in sids {
+                if let Some(b) = inner.streams.get_mut(&sid) {
+                    b.events.clear();
+                    b.notify.notify_one();
+                }
+            }
+            inner.bytes = 0;
+            drop(inner);
+            tracing::warn!(
+                session = %self.id,
+                "the client is not reading its streams ({held} bytes waiting, more than --client-buffer {}); ending its session",
+                self.client_buffer
+            );
+            self.end();
+        }
+    }
+
+    /// End the session from within (it overflowed): its streams stop, its requests are
+    /// cancelled upstream, and its client gets 404 from now on.
+    fn end(&self) {
+        self.closed.cancel();
+        let route = self.route.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = route {
+            tokio::spawn(async move { r.close().await });
+        }
     }
 
     fn open_stream(&self, requests: HashSet<Id>) -> u64 {
@@ -186,15 +272,52 @@ impl Session {
                 .map(|(k, _)| *k)
                 .min()
             {
-                inner.streams.remove(&old);
+                inner.remove_stream(old);
             }
         }
         sid
     }
 
+    /// Whether a request of the client's is still waiting for its answer.
+    fn busy(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|i| !i.waiters.is_empty())
+            .unwrap_or(false)
+    }
+
+    /// The ids among `ids` that are in flight already.
+    fn in_flight(&self, ids: &[Id]) -> Vec<Id> {
+        let Ok(inner) = self.inner.lock() else {
+            return vec![];
+        };
+        ids.iter()
+            .filter(|id| inner.waiters.contains_key(*id))
+            .cloned()
+            .collect()
+    }
+
+    /// The client cancelled request `id`: no answer will come, so its stream must not wait
+    /// for one.
+    fn cancelled(&self, id: &Id) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let Some(sid) = inner.waiters.remove(id) else {
+            return;
+        };
+        if let Some(b) = inner.streams.get_mut(&sid) {
+            b.outstanding.remove(id);
+            if b.outstanding.is_empty() {
+                b.finished = true;
+            }
+            b.notify.notify_one();
+        }
+    }
+
     fn drop_stream(&self, sid: u64) {
         if let Ok(mut inner) = self.inner.lock()
-            && let Some(buf) = inner.streams.remove(&sid)
+            && let Some(buf) = inner.remove_stream(sid)
         {
             for id in buf.outstanding {
                 inner.waiters.remove(&id);
@@ -221,6 +344,7 @@ pub fn spawn_reaper(state: Arc<AppState>) {
                     m.values()
                         .filter(|s| {
                             s.writers.load(std::sync::atomic::Ordering::Relaxed) == 0
+                                && !s.busy()
                                 && s.last_active
                                     .lock()
                                     .map(|t| t.elapsed() > timeout)
@@ -277,32 +401,94 @@ fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-/// Read the request body, refusing more than `max` bytes.
-pub async fn read_limited(body: Body, max: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, max).await.map_err(|_| {
+/// Read the request body: at most `--max-message-size` bytes, within `--body-timeout`. A body
+/// that declares its length is read into one buffer of that size (no copy on growth); a body
+/// that comes in one piece is kept as it came.
+pub async fn read_limited(
+    options: &super::HttpOptions,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    use futures_util::StreamExt;
+    let max = options.max_message_size;
+    let too_large = || {
         http_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             code::MESSAGE_TOO_LARGE,
             &format!("message exceeds --max-message-size ({max} bytes)"),
         )
-    })
+    };
+    let declared =
+        header_str(headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                return Err(http_error(
+                    StatusCode::BAD_REQUEST,
+                    code::INVALID_REQUEST,
+                    "Bad Request: the request body broke off",
+                ));
+            };
+            if buf.is_empty() && declared == Some(chunk.len()) {
+                return Ok(chunk);
+            }
+            if buf.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            if buf.capacity() == 0 {
+                buf.reserve_exact(declared.unwrap_or(chunk.len()).max(chunk.len()));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    match tokio::time::timeout(options.body_timeout, read).await {
+        Ok(r) => r,
+        Err(_) => Err(http_error(
+            StatusCode::REQUEST_TIMEOUT,
+            code::INVALID_REQUEST,
+            &format!(
+                "Request Timeout: the body did not arrive within {}s (--body-timeout)",
+                options.body_timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
-    let Some(id) = header_str(headers, SESSION_HEADER) else {
+    let Some(id) = headers.get(SESSION_HEADER) else {
         return Err(http_error(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             "Bad Request: Mcp-Session-Id header is required",
         ));
     };
-    state.streamable.get(id).ok_or_else(|| {
+    let Ok(id) = id.to_str() else {
+        return Err(http_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: the Mcp-Session-Id header is not a valid session id",
+        ));
+    };
+    let not_found = || {
         http_error(
             StatusCode::NOT_FOUND,
             code::INVALID_REQUEST,
             "Session not found (it ended or expired); initialize a new one",
         )
-    })
+    };
+    let session = state.streamable.get(id).ok_or_else(not_found)?;
+    if session.closed.is_cancelled() {
+        // Ended from within (its client stopped reading): gone for good.
+        state.streamable.remove(id);
+        return Err(not_found());
+    }
+    Ok(session)
 }
 
 // === handlers ===
@@ -328,7 +514,7 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             "Not Acceptable: Accept must list application/json and text/event-stream",
         );
     }
-    let body = match read_limited(body, state.options.max_message_size).await {
+    let body = match read_limited(&state.options, &headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -404,11 +590,36 @@ async fn answer(
     ephemeral: bool,
     session_header: Option<String>,
 ) -> Response {
-    let requests: HashSet<Id> = messages
+    let ids: Vec<Id> = messages
         .iter()
         .filter(|m| m.is_request())
         .filter_map(Message::id)
         .collect();
+    let requests: HashSet<Id> = ids.iter().cloned().collect();
+    // An id already in flight (or twice in one batch) could not be told apart from the other
+    // by its answer: refused, naming it.
+    let mut dup = session.in_flight(&ids);
+    if requests.len() < ids.len() {
+        let mut seen = HashSet::new();
+        dup.extend(ids.iter().filter(|id| !seen.insert(*id)).cloned());
+    }
+    if !dup.is_empty() {
+        dup.sort();
+        dup.dedup();
+        let errors: Vec<Message> = dup
+            .into_iter()
+            .map(|id| {
+                let why = format!("request id {id} is already in flight in this session; use a new id for each request");
+                Message::error(id, code::INVALID_REQUEST, &why, None)
+            })
+            .collect();
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &errors,
+            errors.len() > 1 || is_batch,
+            None,
+        );
+    }
     let Some(route) = session.route() else {
         return http_error(
             StatusCode::NOT_FOUND,
@@ -416,6 +627,13 @@ async fn answer(
             "Session not found",
         );
     };
+    for m in &messages {
+        if m.method() == Some("notifications/cancelled")
+            && let Some(id) = m.cancelled_request_id()
+        {
+            session.cancelled(&id);
+        }
+    }
     if requests.is_empty() {
         for m in messages {
             route.send(m).await;
@@ -453,18 +671,19 @@ async fn answer(
         let first = session.inner.lock().ok().and_then(|i| {
             let b = i.streams.get(&sid)?;
             Some((
-                b.events.front().map(|(_, m)| m.clone()),
+                b.events.front().map(|(_, m, _)| m.clone()),
                 b.finished,
                 b.events.len(),
             ))
         });
         match first {
-            None => {
-                return http_error(
-                    StatusCode::NOT_FOUND,
-                    code::INVALID_REQUEST,
-                    "Session ended",
-                );
+            None => return session_ended(&ids),
+            Some((None, true, _)) => {
+                // Every request of this POST was cancelled: nothing will come.
+                let mut guard = guard;
+                guard.finish();
+                session.drop_stream(sid);
+                return sse_body::response(futures_util::stream::empty(), &[]);
             }
             Some((Some(m), true, 1)) if single && m.is_response() => {
                 let mut guard = guard;
@@ -485,9 +704,7 @@ async fn answer(
         }
         tokio::select! {
             _ = notify.notified() => {}
-            _ = session.closed.cancelled() => {
-                return http_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Session ended");
-            }
+            _ = session.closed.cancelled() => return session_ended(&ids),
         }
     }
     notify.notify_one();
@@ -618,6 +835,23 @@ async fn modern_post(
     sse_body::response(events, &[])
 }
 
+/// The answer to requests whose session ended before they were answered: an error for each,
+/// naming it.
+fn session_ended(ids: &[Id]) -> Response {
+    let errors: Vec<Message> = ids
+        .iter()
+        .map(|id| {
+            Message::error(
+                id.clone(),
+                code::INVALID_REQUEST,
+                "Session ended before this request was answered; initialize a new one",
+                None,
+            )
+        })
+        .collect();
+    json_response(StatusCode::NOT_FOUND, &errors, errors.len() != 1, None)
+}
+
 /// The HTTP status 2026-07-28 gives an answer: 404 for a method the server does not have,
 /// 400 for the protocol's own refusals (header mismatch, missing capability, version).
 fn modern_status(answer: &Message) -> StatusCode {
@@ -715,11 +949,13 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, crate::route
             streams,
             waiters: HashMap::new(),
             next_stream: STANDALONE,
+            bytes: 0,
         }),
         last_active: Mutex::new(Instant::now()),
         writers: Default::default(),
         closed: CancellationToken::new(),
         replay_events: state.options.replay_events.max(1),
+        client_buffer: state.options.client_buffer,
     });
     let _ = cell.set(Arc::downgrade(&session));
     if !state.options.stateless {
@@ -787,7 +1023,7 @@ fn writer(
                     return None; // another connection took this stream over
                 }
                 let mut out = Vec::new();
-                for (seq, m) in b.events.iter() {
+                for (seq, m, _) in b.events.iter() {
                     if *seq >= st.next {
                         let id = format!("{sid}-{seq}");
                         out.extend_from_slice(&sse_body::event(
@@ -798,10 +1034,11 @@ fn writer(
                         st.next = seq + 1;
                     }
                 }
+                b.delivered = b.delivered.max(st.next);
                 if b.finished && st.next >= b.next_seq {
                     st.done = true;
                     if sid != STANDALONE {
-                        inner.streams.remove(&sid);
+                        inner.remove_stream(sid);
                     }
                 }
                 (out, b_notify(&inner, sid))

@@ -588,3 +588,98 @@ async fn nothing_a_server_started_outlives_the_proxy_a_restart_or_a_reload() {
         processes_with(&needle)
     );
 }
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_costs_a_bounded_amount_and_holds_up_no_shutdown() {
+    use std::io::{Read, Write};
+    let mut proxy = Proxy::demo(&["--client-buffer", "16MiB", "--shutdown-timeout", "2"]);
+    // An SSE client that reads the endpoint event, initialises, and then never reads again.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect");
+    write!(
+        stalled,
+        "GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("GET /sse");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("sessionId=") {
+        let n = stalled.read(&mut buf).expect("read the endpoint event");
+        assert!(n > 0, "the stream ended");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).to_string();
+    let endpoint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint")
+        .trim()
+        .to_owned();
+    let post_url = proxy.url(&endpoint);
+    let client = reqwest::Client::new();
+    let send = async |body: String| {
+        client
+            .post(&post_url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|e| panic!("POST failed: {e:?}"))
+    };
+    assert_eq!(send(INIT.to_owned()).await, 202);
+    assert_eq!(
+        send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned()).await,
+        202
+    );
+    let pid = proxy.run.child.id();
+    let before = rss_mib(pid);
+    // 1 MiB results, 80 of them, that the client never reads.
+    for i in 0..80u64 {
+        let status = send(call(10 + i, "blob", json!({"bytes": 1 << 20}))).await;
+        assert!(status == 202 || status == 404, "{status}");
+    }
+    // The session ends once more than --client-buffer waits for the client...
+    proxy
+        .run
+        .wait_log("not reading its messages", Duration::from_secs(60));
+    assert_eq!(send(call(1000, "echo", json!({"message": "x"}))).await, 404);
+    // ...and what it held is given back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_mib(pid);
+    assert!(
+        after - before < 80.0,
+        "the proxy grew from {before:.1} to {after:.1} MiB for one client that does not read"
+    );
+    // Another client is served all along.
+    let sid = session(&proxy.url("/mcp")).await;
+    let a = call_tool(
+        &proxy.url("/mcp"),
+        &sid,
+        1,
+        "echo",
+        json!({"message": "fine"}),
+    )
+    .await;
+    assert!(a.to_string().contains("fine"), "{a}");
+    // SIGTERM ends the proxy within seconds, the stalled connection notwithstanding.
+    let t = Instant::now();
+    let status = proxy.run.terminate().expect("the proxy ended");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    drop(stalled);
+}
