@@ -273,13 +273,13 @@ mod tests {
             .for_server(None, &[], &[])
             .expect("rules");
         let call = Message::parse_one(
-            br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"danger"}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"danger"}}"#,
         )
         .expect("msg");
         let r = c.refuse(&call).expect("refused");
         assert_eq!(r.id(), Some(Id::number(4)));
         let ok = Message::parse_one(
-            br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"fine"}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"fine"}}"#,
         )
         .expect("msg");
         assert!(c.refuse(&ok).is_none());

@@ -57,7 +57,7 @@ pub async fn run(extra_tools: usize) {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let msg = match Message::parse_one(&bytes) {
+        let msg = match Message::parse_one(bytes) {
             Ok(m) => m,
             Err(e) => {
                 let _ = demo.out.send(e.to_response()).await;

@@ -3,9 +3,17 @@
 //! A [`Message`] keeps every top-level member as raw JSON text in its original order, so that
 //! a message that is forwarded keeps its payload (`params`, `result`, `error`, unknown members)
 //! byte for byte. Rewriting an id or one field of `params` touches only that member.
+//!
+//! Nothing is copied to read a message: its members are slices of the text it came in (one
+//! shared buffer). An edit inside `params` or `result` splices the new text in between slices
+//! of the old, and a message is written out as those slices, so a large payload is never
+//! copied on its way through the proxy.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -40,6 +48,10 @@ pub struct Id(String);
 impl Id {
     pub fn from_raw(raw: &RawValue) -> Self {
         Id(raw.get().trim().to_owned())
+    }
+    /// An id from its JSON text.
+    pub fn from_text(text: &str) -> Self {
+        Id(text.trim().to_owned())
     }
     pub fn number(n: u64) -> Self {
         Id(n.to_string())
@@ -105,13 +117,101 @@ impl ParseError {
     }
 }
 
+/// The raw JSON text of one member: one slice, or slices and new text in order (after an
+/// edit inside it).
+#[derive(Clone)]
+enum Val {
+    One(ByteString),
+    Rope(Vec<ByteString>),
+}
+
+impl Val {
+    fn own(text: String) -> Val {
+        Val::One(ByteString::from(text))
+    }
+
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Val::One(s) => Cow::Borrowed(&s[..]),
+            Val::Rope(v) => Cow::Owned(v.iter().map(|p| &p[..]).collect()),
+        }
+    }
+
+    /// The text in one piece (a copy only when it is in several).
+    fn contiguous(&self) -> ByteString {
+        match self {
+            Val::One(s) => s.clone(),
+            Val::Rope(v) => ByteString::from(v.iter().map(|p| &p[..]).collect::<String>()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Val::One(s) => s.len(),
+            Val::Rope(v) => v.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    fn pieces(&self) -> &[ByteString] {
+        match self {
+            Val::One(s) => std::slice::from_ref(s),
+            Val::Rope(v) => v,
+        }
+    }
+}
+
+/// Raw JSON text of a member, as [`Message::get`] gives it.
+pub struct Raw<'a>(Cow<'a, str>);
+
+impl Raw<'_> {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// The JSON text as a value of its own.
+    pub fn to_raw_value(&self) -> Box<RawValue> {
+        raw(&self.0)
+    }
+}
+
+impl fmt::Debug for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A member name; those every message has are not allocated.
+#[derive(Clone)]
+enum Key {
+    Known(&'static str),
+    Other(Box<str>),
+}
+
+impl Key {
+    fn of(name: &str) -> Key {
+        const KNOWN: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+        match KNOWN.iter().find(|k| **k == name) {
+            Some(k) => Key::Known(k),
+            None => Key::Other(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Known(k) => k,
+            Key::Other(k) => k,
+        }
+    }
+}
+
 /// One JSON-RPC 2.0 message.
 #[derive(Clone)]
 pub struct Message {
     /// Top-level members in their original order.
-    fields: Vec<(String, Box<RawValue>)>,
+    fields: Vec<(Key, Val)>,
     kind: Kind,
-    method: Option<String>,
+    method: Option<Box<str>>,
 }
 
 /// What one piece of input held: a single message or a batch (revision 2025-03-26).
@@ -130,20 +230,45 @@ impl Payload {
     }
 }
 
-/// Members in order, as read by serde without interpreting them.
-struct Members(Vec<(String, Box<RawValue>)>);
+/// A member name as read: borrowed from the input unless it had escapes.
+struct Name<'a>(Cow<'a, str>);
 
-impl<'de> serde::Deserialize<'de> for Members {
+impl<'de> serde::Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Members;
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Members in order, as slices of the text they were read from.
+struct Members<'a>(Vec<(Name<'a>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                while let Some((k, v)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(Members(out))
@@ -154,49 +279,49 @@ impl<'de> serde::Deserialize<'de> for Members {
 }
 
 /// Either one object or an array of raw elements.
-enum Top {
-    Object(Members),
-    Array(Vec<Box<RawValue>>),
+enum Top<'a> {
+    Object(Members<'a>),
+    Array(Vec<&'a RawValue>),
 }
 
-impl<'de> serde::Deserialize<'de> for Top {
+impl<'de> serde::Deserialize<'de> for Top<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Top;
+            type Value = Top<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON-RPC object or batch array")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                while let Some((k, v)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(Top::Object(Members(out)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'de>, A::Error> {
                 let mut out = Vec::new();
-                while let Some(v) = seq.next_element::<Box<RawValue>>()? {
+                while let Some(v) = seq.next_element::<&'de RawValue>()? {
                     out.push(v);
                 }
                 Ok(Top::Array(out))
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Top, E> {
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Top<'de>, E> {
                 Err(E::custom("expected a JSON object, got a string"))
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top, E> {
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top<'de>, E> {
                 Err(E::custom("expected a JSON object, got a number"))
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top, E> {
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top<'de>, E> {
                 Err(E::custom("expected a JSON object, got a number"))
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top, E> {
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top<'de>, E> {
                 Err(E::custom("expected a JSON object, got a number"))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top, E> {
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top<'de>, E> {
                 Err(E::custom("expected a JSON object, got a boolean"))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Top, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Top<'de>, E> {
                 Err(E::custom("expected a JSON object, got null"))
             }
         }
@@ -204,34 +329,273 @@ impl<'de> serde::Deserialize<'de> for Top {
     }
 }
 
-fn first_char(raw: &RawValue) -> u8 {
-    raw.get()
-        .trim_start()
-        .as_bytes()
-        .first()
-        .copied()
-        .unwrap_or(b' ')
+/// `part`, a slice of `whole`'s text, as a slice of `whole` (no copy).
+fn sub(whole: &ByteString, part: &str) -> ByteString {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    ByteString::try_from(whole.as_bytes().slice(start..start + part.len())).unwrap_or_default()
+}
+
+/// Where the members of the object `text` are: each member's name and the byte range of
+/// its value, with the positions of the braces. `None` when `text` is not an object.
+struct Spans {
+    open: usize,
+    close: usize,
+    members: Vec<(String, usize, usize)>,
+}
+
+fn spans(text: &str) -> Option<Spans> {
+    let members: Members<'_> = serde_json::from_str(text).ok()?;
+    let base = text.as_ptr() as usize;
+    let open = text.find('{')?;
+    let close = text.rfind('}')?;
+    Some(Spans {
+        open,
+        close,
+        members: members
+            .0
+            .into_iter()
+            .map(|(k, v)| {
+                let start = v.get().as_ptr() as usize - base;
+                (k.0.into_owned(), start, start + v.get().len())
+            })
+            .collect(),
+    })
+}
+
+/// `object` with member `name` set to `value` (or removed, for `None`): a splice of the
+/// object's text, the rest untouched. Anything that is not an object becomes one.
+fn edit_member(object: &ByteString, name: &str, value: Option<&str>) -> Val {
+    let Some(sp) = spans(object) else {
+        return match value {
+            Some(v) => Val::own(format!("{{{}:{v}}}", quote(name))),
+            None => Val::own("{}".to_owned()),
+        };
+    };
+    let splice = |from: usize, to: usize, insert: String| {
+        let mut pieces = vec![];
+        if from > 0 {
+            pieces.push(sub(object, &object[..from]));
+        }
+        if !insert.is_empty() {
+            pieces.push(ByteString::from(insert));
+        }
+        if to < object.len() {
+            pieces.push(sub(object, &object[to..]));
+        }
+        Val::Rope(pieces)
+    };
+    let at = sp.members.iter().position(|(k, _, _)| k == name);
+    match (at, value) {
+        (Some(i), Some(v)) => {
+            let (_, from, to) = sp.members[i];
+            splice(from, to, v.to_owned())
+        }
+        (None, Some(v)) => match sp.members.last() {
+            Some((_, _, end)) => splice(*end, *end, format!(",{}:{v}", quote(name))),
+            None => splice(sp.open + 1, sp.close, format!("{}:{v}", quote(name))),
+        },
+        (Some(i), None) => {
+            if i > 0 {
+                let from = sp.members[i - 1].2;
+                let to = sp.members[i].2;
+                splice(from, to, String::new())
+            } else if let Some((_, next, _)) = sp.members.get(1) {
+                // The first member goes with the comma after it: up to the next name.
+                let comma = object[..*next].rfind(',').unwrap_or(sp.open);
+                let name_start = object[comma + 1..*next]
+                    .find('"')
+                    .map(|p| comma + 1 + p)
+                    .unwrap_or(comma + 1);
+                splice(sp.open + 1, name_start, String::new())
+            } else {
+                splice(sp.open + 1, sp.close, String::new())
+            }
+        }
+        (None, None) => Val::One(object.clone()),
+    }
+}
+
+fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// Text to write, in order: messages' pieces (large parts of a payload are slices of the
+/// text the message came in, not copies) and text between them. Line breaks inside a
+/// message (only ever whitespace in JSON) become spaces, so that a message is one line.
+#[derive(Default)]
+pub struct Pieces {
+    parts: Vec<Bytes>,
+    small: Vec<u8>,
+    len: usize,
+}
+
+/// Parts this long are written as they are; shorter ones are gathered into one buffer.
+const GATHER_UNDER: usize = 8 * 1024;
+
+impl Pieces {
+    pub fn new() -> Pieces {
+        Pieces::default()
+    }
+
+    /// Text of the proxy's own (no line breaks are taken out).
+    pub fn text(&mut self, s: &str) {
+        self.small.extend_from_slice(s.as_bytes());
+    }
+
+    /// The message as one line of JSON text.
+    pub fn message(&mut self, m: &Message) {
+        self.text("{");
+        for (i, (k, v)) in m.fields.iter().enumerate() {
+            if i > 0 {
+                self.text(",");
+            }
+            match k {
+                Key::Known(k) => {
+                    self.text("\"");
+                    self.text(k);
+                    self.text("\":");
+                }
+                Key::Other(k) => {
+                    self.text(&quote(k));
+                    self.text(":");
+                }
+            }
+            for p in v.pieces() {
+                self.piece(p);
+            }
+        }
+        self.text("}");
+    }
+
+    fn piece(&mut self, p: &ByteString) {
+        let bytes = p.as_bytes();
+        if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
+            self.small.extend(
+                bytes
+                    .iter()
+                    .map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b }),
+            );
+        } else if bytes.len() < GATHER_UNDER {
+            self.small.extend_from_slice(bytes);
+        } else {
+            self.flush();
+            self.len += bytes.len();
+            self.parts.push(bytes.clone());
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.small.is_empty() {
+            let small = std::mem::take(&mut self.small);
+            self.len += small.len();
+            self.parts.push(Bytes::from(small));
+        }
+    }
+
+    /// How many bytes in all.
+    pub fn len(&self) -> usize {
+        self.len + self.small.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The parts, in order.
+    pub fn into_parts(mut self) -> Vec<Bytes> {
+        self.flush();
+        self.parts
+    }
+
+    /// The whole text in one buffer (a copy only when it is in several parts).
+    pub fn into_bytes(self) -> Bytes {
+        let len = self.len();
+        let parts = self.into_parts();
+        match <[Bytes; 1]>::try_from(parts) {
+            Ok([one]) => one,
+            Err(parts) => {
+                let mut all = Vec::with_capacity(len);
+                for p in parts {
+                    all.extend_from_slice(&p);
+                }
+                Bytes::from(all)
+            }
+        }
+    }
+
+    /// The text as one buffer when it is in one part already; else as a body of its parts.
+    pub fn into_one_or_body(self) -> Result<Bytes, PiecesBody> {
+        let body = self.into_body();
+        if body.parts.len() == 1
+            && let Some(one) = body.parts.front()
+        {
+            return Ok(one.clone());
+        }
+        Err(body)
+    }
+
+    /// An HTTP body of the parts, of known length.
+    pub fn into_body(self) -> PiecesBody {
+        let len = self.len() as u64;
+        PiecesBody {
+            parts: self.into_parts().into(),
+            left: len,
+        }
+    }
+}
+
+/// An HTTP body made of [`Pieces`], for requests and responses alike.
+pub struct PiecesBody {
+    parts: std::collections::VecDeque<Bytes>,
+    left: u64,
+}
+
+impl http_body::Body for PiecesBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front();
+        if let Some(p) = &next {
+            self.left -= p.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
 }
 
 impl Message {
-    /// Read one piece of input: a message or a batch of messages.
-    pub fn parse(input: &[u8]) -> Result<Payload, ParseError> {
-        let top: Top = match serde_json::from_slice(input) {
+    /// Read one piece of input: a message or a batch of messages. The input is kept (not
+    /// copied): the messages' members are slices of it.
+    pub fn parse(input: impl Into<Bytes>) -> Result<Payload, ParseError> {
+        let src = ByteString::try_from(input.into())
+            .map_err(|_| ParseError::Json("the input is not valid UTF-8".into()))?;
+        let top: Top<'_> = match serde_json::from_str(&src) {
             Ok(t) => t,
             Err(e) if e.is_data() => return Err(ParseError::Invalid(e.to_string())),
             Err(e) => return Err(ParseError::Json(e.to_string())),
         };
         match top {
-            Top::Object(m) => Ok(Payload::Single(Self::from_members(m.0)?)),
+            Top::Object(m) => Ok(Payload::Single(Self::from_members(&src, m)?)),
             Top::Array(items) => {
                 if items.is_empty() {
                     return Err(ParseError::Invalid("empty batch".into()));
                 }
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    let m: Members = serde_json::from_str(item.get())
+                    let m: Members<'_> = serde_json::from_str(item.get())
                         .map_err(|e| ParseError::Invalid(format!("batch element: {e}")))?;
-                    out.push(Self::from_members(m.0)?);
+                    out.push(Self::from_members(&src, m)?);
                 }
                 Ok(Payload::Batch(out))
             }
@@ -239,48 +603,53 @@ impl Message {
     }
 
     /// Read exactly one message (no batch).
-    pub fn parse_one(input: &[u8]) -> Result<Message, ParseError> {
+    pub fn parse_one(input: impl Into<Bytes>) -> Result<Message, ParseError> {
         match Self::parse(input)? {
             Payload::Single(m) => Ok(m),
             Payload::Batch(_) => Err(ParseError::Invalid("a batch is not allowed here".into())),
         }
     }
 
-    fn from_members(fields: Vec<(String, Box<RawValue>)>) -> Result<Message, ParseError> {
-        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    fn from_members(src: &ByteString, members: Members<'_>) -> Result<Message, ParseError> {
+        let get = |name: &str| {
+            members
+                .0
+                .iter()
+                .find(|(k, _)| k.0 == name)
+                .map(|(_, v)| v.get())
+        };
         match get("jsonrpc") {
-            Some(v) if v.get().trim() == "\"2.0\"" => {}
+            Some("\"2.0\"") => {}
             Some(_) => return Err(ParseError::Invalid("\"jsonrpc\" must be \"2.0\"".into())),
             None => return Err(ParseError::Invalid("missing \"jsonrpc\": \"2.0\"".into())),
         }
+        let first = |v: &str| v.as_bytes().first().copied().unwrap_or(b' ');
         let id = get("id");
-        if let Some(id) = id {
-            match first_char(id) {
-                b'"' | b'-' | b'0'..=b'9' | b'n' => {}
-                _ => {
-                    return Err(ParseError::Invalid(
-                        "\"id\" must be a string or a number".into(),
-                    ));
-                }
-            }
+        if let Some(id) = id
+            && !matches!(first(id), b'"' | b'-' | b'0'..=b'9' | b'n')
+        {
+            return Err(ParseError::Invalid(
+                "\"id\" must be a string or a number".into(),
+            ));
         }
-        let method = match get("method") {
+        let method: Option<Box<str>> = match get("method") {
             Some(m) => Some(
-                serde_json::from_str::<String>(m.get())
-                    .map_err(|_| ParseError::Invalid("\"method\" must be a string".into()))?,
+                serde_json::from_str::<Cow<'_, str>>(m)
+                    .map_err(|_| ParseError::Invalid("\"method\" must be a string".into()))?
+                    .into(),
             ),
             None => None,
         };
         let kind = if method.is_some() {
             if let Some(p) = get("params")
-                && !matches!(first_char(p), b'{' | b'[')
+                && !matches!(first(p), b'{' | b'[')
             {
                 return Err(ParseError::Invalid(
                     "\"params\" must be an object or an array".into(),
                 ));
             }
             match id {
-                Some(id) if id.get().trim() == "null" => {
+                Some("null") => {
                     return Err(ParseError::Invalid("a request id must not be null".into()));
                 }
                 Some(_) => Kind::Request,
@@ -302,6 +671,11 @@ impl Message {
                 }
             }
         };
+        let fields = members
+            .0
+            .into_iter()
+            .map(|(k, v)| (Key::of(&k.0), Val::One(sub(src, v.get()))))
+            .collect();
         Ok(Message {
             fields,
             kind,
@@ -310,12 +684,16 @@ impl Message {
     }
 
     fn build(kind: Kind, method: Option<&str>, fields: Vec<(&str, Box<RawValue>)>) -> Message {
-        let mut all = vec![("jsonrpc".to_owned(), raw("\"2.0\""))];
-        all.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let mut all = vec![(Key::Known("jsonrpc"), Val::own("\"2.0\"".to_owned()))];
+        all.extend(
+            fields
+                .into_iter()
+                .map(|(k, v)| (Key::of(k), Val::own(String::from(Box::<str>::from(v))))),
+        );
         Message {
             fields: all,
             kind,
-            method: method.map(str::to_owned),
+            method: method.map(Into::into),
         }
     }
 
@@ -371,54 +749,87 @@ impl Message {
         self.method.as_deref()
     }
 
-    pub fn get(&self, name: &str) -> Option<&RawValue> {
+    fn val(&self, name: &str) -> Option<&Val> {
         self.fields
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| &**v)
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| v)
     }
 
-    pub fn set(&mut self, name: &str, value: Box<RawValue>) {
-        match self.fields.iter_mut().find(|(k, _)| k == name) {
+    /// A member's raw JSON text.
+    pub fn get(&self, name: &str) -> Option<Raw<'_>> {
+        self.val(name).map(|v| Raw(v.text()))
+    }
+
+    fn set_val(&mut self, name: &str, value: Val) {
+        match self.fields.iter_mut().find(|(k, _)| k.as_str() == name) {
             Some(slot) => slot.1 = value,
-            None => self.fields.push((name.to_owned(), value)),
+            None => self.fields.push((Key::of(name), value)),
         }
     }
 
+    pub fn set(&mut self, name: &str, value: Box<RawValue>) {
+        self.set_val(name, Val::own(String::from(Box::<str>::from(value))));
+    }
+
     pub fn id(&self) -> Option<Id> {
-        self.get("id").map(Id::from_raw)
+        self.val("id").map(|v| Id::from_text(&v.text()))
     }
     pub fn set_id(&mut self, id: &Id) {
-        self.set("id", id.to_raw());
+        self.set_val("id", Val::own(id.as_json().to_owned()));
     }
-    pub fn params(&self) -> Option<&RawValue> {
+    pub fn params(&self) -> Option<Raw<'_>> {
         self.get("params")
     }
-    pub fn result(&self) -> Option<&RawValue> {
+    pub fn result(&self) -> Option<Raw<'_>> {
         self.get("result")
     }
-    pub fn error_value(&self) -> Option<&RawValue> {
+    pub fn error_value(&self) -> Option<Raw<'_>> {
         self.get("error")
     }
 
     /// Read `params` (or `result`) into a type that names only the members it needs.
     pub fn params_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
-        serde_json::from_str(self.params()?.get()).ok()
+        serde_json::from_str(&self.val("params")?.text()).ok()
     }
     pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
-        serde_json::from_str(self.result()?.get()).ok()
+        serde_json::from_str(&self.val("result")?.text()).ok()
+    }
+
+    /// Set member `name` of the object in `field` (`params`, `result`), keeping every other
+    /// member's bytes where they are; `None` removes it.
+    fn edit(&mut self, field: &str, name: &str, value: Option<&str>) {
+        let object = match self.val(field) {
+            Some(v) => v.contiguous(),
+            None if value.is_none() => return,
+            None => ByteString::from_static("{}"),
+        };
+        let edited = edit_member(&object, name, value);
+        self.set_val(field, edited);
     }
 
     /// Replace one member of the `params` object, keeping every other member's bytes.
+    #[allow(clippy::boxed_local)] // one signature for every setter
     pub fn set_param(&mut self, name: &str, value: Box<RawValue>) {
-        let params = with_member(self.params(), name, value);
-        self.set("params", params);
+        self.edit("params", name, Some(value.get()));
     }
 
     /// Replace one member of the `result` object, keeping every other member's bytes.
+    #[allow(clippy::boxed_local)] // one signature for every setter
     pub fn set_result_member(&mut self, name: &str, value: Box<RawValue>) {
-        let result = with_member(self.result(), name, value);
-        self.set("result", result);
+        self.edit("result", name, Some(value.get()));
+    }
+
+    /// Remove one member of the `result` object, keeping every other member's bytes.
+    pub fn remove_result_member(&mut self, name: &str) {
+        let present = self
+            .val("result")
+            .map(|v| v.contiguous())
+            .and_then(|r| spans(&r))
+            .is_some_and(|sp| sp.members.iter().any(|(k, _, _)| k == name));
+        if present {
+            self.edit("result", name, None);
+        }
     }
 
     /// Replace a member of `params._meta`, keeping the rest.
@@ -426,37 +837,26 @@ impl Message {
         self.set_param_metas(vec![(name.to_owned(), value)]);
     }
 
-    /// Replace several members of `params._meta` at once, keeping the rest.
+    /// Replace several members of `params._meta` at once, keeping the rest (of `params`,
+    /// byte for byte where it was).
     pub fn set_param_metas(&mut self, members: Vec<(String, Box<RawValue>)>) {
-        let mut meta = self
-            .params()
-            .and_then(|p| serde_json::from_str::<MetaOnly>(p.get()).ok())
-            .and_then(|m| m.meta)
-            .and_then(|m| serde_json::from_str::<Members>(m.get()).ok())
-            .map(|m| m.0)
-            .unwrap_or_default();
+        let params = self
+            .val("params")
+            .map(|v| v.contiguous())
+            .unwrap_or_else(|| ByteString::from_static("{}"));
+        let meta = spans(&params)
+            .and_then(|sp| {
+                let (_, from, to) = sp.members.into_iter().find(|(k, _, _)| k == "_meta")?;
+                Some(ByteString::from(&params[from..to]))
+            })
+            .filter(|m| m.trim_start().starts_with('{'))
+            .unwrap_or_else(|| ByteString::from_static("{}"));
+        let mut meta = Val::One(meta);
         for (name, value) in members {
-            match meta.iter_mut().find(|(k, _)| *k == name) {
-                Some(slot) => slot.1 = value,
-                None => meta.push((name, value)),
-            }
+            meta = edit_member(&meta.contiguous(), &name, Some(value.get()));
         }
-        self.set_param("_meta", raw(&write_object(&meta)));
-    }
-
-    /// Remove one member of the `result` object, keeping every other member's bytes.
-    pub fn remove_result_member(&mut self, name: &str) {
-        let Some(members) = self
-            .result()
-            .and_then(|r| serde_json::from_str::<Members>(r.get()).ok())
-            .map(|m| m.0)
-        else {
-            return;
-        };
-        if members.iter().any(|(k, _)| k == name) {
-            let kept: Vec<_> = members.into_iter().filter(|(k, _)| k != name).collect();
-            self.set("result", raw(&write_object(&kept)));
-        }
+        let meta = meta.text().into_owned();
+        self.set_val("params", edit_member(&params, "_meta", Some(&meta)));
     }
 
     /// `params._meta.progressToken`, when the request asks for progress.
@@ -483,28 +883,35 @@ impl Message {
         2 + self
             .fields
             .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum::<usize>()
     }
 
-    /// The message as compact JSON text.
+    /// The message's text as pieces to write (one line: no line breaks).
+    pub fn pieces(&self) -> Pieces {
+        let mut p = Pieces::new();
+        p.message(self);
+        p
+    }
+
+    /// The message as one line of JSON text, in one buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        self.pieces().into_bytes()
+    }
+
+    /// The message as one line of JSON text.
     pub fn to_json(&self) -> String {
-        write_object(&self.fields)
+        String::from_utf8(self.to_bytes().to_vec()).unwrap_or_default()
     }
 }
 
 /// `object` (raw JSON) with member `name` set to `value`; every other member keeps its bytes.
 /// Anything that is not an object is treated as an empty one.
-pub fn with_member(object: Option<&RawValue>, name: &str, value: Box<RawValue>) -> Box<RawValue> {
-    let mut members = object
-        .and_then(|p| serde_json::from_str::<Members>(p.get()).ok())
-        .map(|m| m.0)
-        .unwrap_or_default();
-    match members.iter_mut().find(|(k, _)| k == name) {
-        Some(slot) => slot.1 = value,
-        None => members.push((name.to_owned(), value)),
-    }
-    raw(&write_object(&members))
+#[allow(clippy::boxed_local)] // one signature for every setter
+pub fn with_member(object: Option<&str>, name: &str, value: Box<RawValue>) -> Box<RawValue> {
+    let object = ByteString::from(object.unwrap_or("{}"));
+    let edited = edit_member(&object, name, Some(value.get()));
+    raw(&edited.text())
 }
 
 /// A batch as one JSON array.
@@ -517,26 +924,6 @@ pub fn batch_to_json(messages: &[Message]) -> String {
         s.push_str(&m.to_json());
     }
     s.push(']');
-    s
-}
-
-fn write_object(members: &[(String, Box<RawValue>)]) -> String {
-    let len: usize = members
-        .iter()
-        .map(|(k, v)| k.len() + v.get().len() + 4)
-        .sum();
-    let mut s = String::with_capacity(len + 2);
-    s.push('{');
-    for (i, (k, v)) in members.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        // Keys came from serde_json's own parser or from this module: re-escape them.
-        s.push_str(&serde_json::Value::String(k.clone()).to_string());
-        s.push(':');
-        s.push_str(v.get().trim());
-    }
-    s.push('}');
     s
 }
 
@@ -570,23 +957,12 @@ impl fmt::Debug for Message {
     }
 }
 
-impl serde::Serialize for Message {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.fields.len()))?;
-        for (k, v) in &self.fields {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn one(s: &str) -> Message {
-        Message::parse_one(s.as_bytes()).expect("valid message")
+        Message::parse_one(s.to_owned()).expect("valid message")
     }
 
     #[test]
@@ -630,7 +1006,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_classified() {
-        let e = |s: &str| Message::parse(s.as_bytes()).map(|_| ()).unwrap_err();
+        let e = |s: &str| Message::parse(s.to_owned()).map(|_| ()).unwrap_err();
         assert_eq!(e("{").code(), code::PARSE_ERROR);
         assert_eq!(e("not json").code(), code::PARSE_ERROR);
         assert_eq!(e("42").code(), code::INVALID_REQUEST);
@@ -665,7 +1041,7 @@ mod tests {
     #[test]
     fn batches() {
         let p = Message::parse(
-            br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#,
         )
         .unwrap();
         let v = p.into_messages();
@@ -698,6 +1074,82 @@ mod tests {
         );
         let r = Message::request(Id::number(1), "ping", None);
         assert_eq!(r.to_json(), r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
-        assert!(Message::parse_one(r.to_json().as_bytes()).is_ok());
+        assert!(Message::parse_one(r.to_json()).is_ok());
+    }
+
+    #[test]
+    fn edits_inside_params_and_result_keep_every_other_byte() {
+        let mut m = one(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{ "name" : "a",  "arguments": {"x": [1, 2.50]} }}"#,
+        );
+        m.set_param("name", to_raw(&"b"));
+        assert_eq!(
+            m.to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{ "name" : "b",  "arguments": {"x": [1, 2.50]} }}"#
+        );
+        m.set_param_meta("progressToken", to_raw(&7));
+        assert_eq!(
+            m.to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{ "name" : "b",  "arguments": {"x": [1, 2.50]},"_meta":{"progressToken":7} }}"#
+        );
+        assert_eq!(m.progress_token(), Some(Id::number(7)));
+        let mut r = one(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","content":[],"x":1}}"#,
+        );
+        r.remove_result_member("resultType");
+        assert_eq!(
+            r.to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"x":1}}"#
+        );
+        r.remove_result_member("x");
+        assert_eq!(
+            r.to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#
+        );
+        r.remove_result_member("content");
+        assert_eq!(r.to_json(), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        r.set_result_member("y", to_raw(&true));
+        assert_eq!(
+            r.to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"y":true}}"#
+        );
+    }
+
+    #[test]
+    fn large_payloads_are_written_from_the_text_they_came_in() {
+        let big = "x".repeat(1 << 20);
+        let text = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"{big}"}}]}}}}"#
+        );
+        let input = Bytes::from(text.clone());
+        let start = input.as_ptr() as usize;
+        let mut m = Message::parse_one(input.clone()).unwrap();
+        m.set_id(&Id::number(99));
+        m.set_result_member("extra", to_raw(&1));
+        let parts = m.pieces().into_parts();
+        // The megabyte is one part, pointing into the input: not a copy.
+        let large = parts.iter().find(|p| p.len() > 1000).expect("a large part");
+        let at = large.as_ptr() as usize;
+        assert!(
+            at >= start && at < start + input.len(),
+            "the payload was copied"
+        );
+        let joined: Vec<u8> = parts.concat();
+        assert_eq!(
+            String::from_utf8(joined).unwrap(),
+            text.replacen(r#""id":1"#, r#""id":99"#, 1)
+                .replacen("]}}", r#"],"extra":1}}"#, 1)
+        );
+    }
+
+    #[test]
+    fn line_breaks_never_reach_the_wire() {
+        let m = one(
+            "{\n  \"jsonrpc\": \"2.0\",\r\n  \"id\": 1,\n  \"result\": {\n    \"a\": \"x\\ny\"\n  }\n}",
+        );
+        let out = m.to_json();
+        assert!(!out.contains('\n') && !out.contains('\r'), "{out}");
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back["result"]["a"], "x\ny");
     }
 }

@@ -274,7 +274,7 @@ impl ModernFront {
                         None,
                     ));
                 };
-                let init = init.to_owned();
+                let init = init.to_raw_value();
                 session
                     .send(Message::notification("notifications/initialized", None))
                     .await;

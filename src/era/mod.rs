@@ -344,7 +344,7 @@ mod tests {
     use crate::jsonrpc::Id;
 
     fn msg(text: &str) -> Message {
-        Message::parse_one(text.as_bytes()).expect("valid")
+        Message::parse_one(text.to_owned()).expect("valid")
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}}"#;

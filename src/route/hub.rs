@@ -274,14 +274,17 @@ impl Hub {
         let Some(result) = answer.result() else {
             return Err(format!(
                 "the server refused initialize: {}",
-                answer.error_value().map(|e| e.get()).unwrap_or("no result")
+                answer
+                    .error_value()
+                    .map(|e| e.get().to_owned())
+                    .unwrap_or_else(|| "no result".into())
             ));
         };
         let version = serde_json::from_str::<Value>(result.get())
             .ok()
             .and_then(|v| v.get("protocolVersion")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| LATEST_LEGACY.to_owned());
-        let result = result.to_owned();
+        let result = result.to_raw_value();
         self.send_upstream(Message::notification("notifications/initialized", None));
         tracing::info!(server = %self.label, protocol = %version, "server initialised");
         Ok(InitAnswer { result, version })

@@ -122,27 +122,35 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     struct St {
         rx: QueueRx,
         first: Option<Bytes>,
+        out: std::collections::VecDeque<Bytes>,
         end: SessionEnd,
     }
     let stream = futures_util::stream::unfold(
         St {
             rx,
             first: Some(first),
+            out: Default::default(),
             end,
         },
         |mut st| async move {
             if let Some(f) = st.first.take() {
                 return Some((Ok(f), st));
             }
+            if let Some(b) = st.out.pop_front() {
+                return Some((Ok(b), st));
+            }
             let shutdown = st.end.state.shutdown.clone();
             tokio::select! {
                 o = st.rx.recv() => {
                     let o = o?;
-                    let mut chunk = sse_body::event(Some("message"), None, &o.msg.to_json()).to_vec();
+                    let mut out = crate::jsonrpc::Pieces::new();
+                    sse_body::message_event(&mut out, None, &o.msg);
                     while let Some(more) = st.rx.try_recv() {
-                        chunk.extend_from_slice(&sse_body::event(Some("message"), None, &more.msg.to_json()));
+                        sse_body::message_event(&mut out, None, &more.msg);
                     }
-                    Some((Ok(Bytes::from(chunk)), st))
+                    st.out = out.into_parts().into();
+                    let b = st.out.pop_front()?;
+                    Some((Ok(b), st))
                 }
                 _ = tokio::time::sleep(sse_body::KEEP_ALIVE) => Some((Ok(Bytes::from_static(sse_body::PING)), st)),
                 _ = shutdown.cancelled() => None,
@@ -179,7 +187,7 @@ pub async fn message(
         Ok(b) => b,
         Err(r) => return r,
     };
-    match Message::parse(&body) {
+    match Message::parse(body) {
         Ok(p) => {
             for m in p.into_messages() {
                 route.send(m).await;

@@ -34,6 +34,23 @@ pub fn event(name: Option<&str>, id: Option<&str>, data: &str) -> Bytes {
 
 pub const PING: &[u8] = b": keep-alive\n\n";
 
+/// A message as one event, added to `out`: its JSON text is one `data:` line (the message is
+/// written as one line), and large payloads are not copied.
+pub fn message_event(
+    out: &mut crate::jsonrpc::Pieces,
+    id: Option<&str>,
+    msg: &crate::jsonrpc::Message,
+) {
+    if let Some(id) = id {
+        out.text("id: ");
+        out.text(id);
+        out.text("\n");
+    }
+    out.text("event: message\ndata: ");
+    out.message(msg);
+    out.text("\n\n");
+}
+
 /// An SSE response over a stream of ready-made events.
 pub fn response<S>(stream: S, extra: &[(&str, String)]) -> Response
 where

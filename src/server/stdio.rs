@@ -229,7 +229,7 @@ pub async fn serve(
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let messages = match Message::parse(&bytes) {
+        let messages = match Message::parse(bytes) {
             Ok(p) => p.into_messages(),
             Err(e) => {
                 let _ = line_tx.send(e.to_response()).await;

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppState, sse_body};
-use crate::jsonrpc::{Id, Message, Payload, batch_to_json, code};
+use crate::jsonrpc::{Id, Message, Payload, code};
 use crate::route::hub::LEGACY_VERSIONS;
 use crate::route::{Filed, Outgoing, Route, SessionTx};
 
@@ -518,7 +518,7 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         Ok(b) => b,
         Err(r) => return r,
     };
-    let payload = match Message::parse(&body) {
+    let payload = match Message::parse(body) {
         Ok(p) => p,
         Err(e) => {
             return (
@@ -810,28 +810,40 @@ async fn modern_post(
     if first.is_response() {
         return json_response(modern_status(&first), &[first], false, None);
     }
-    let events = futures_util::stream::unfold(
-        (Some(first), rx, false),
-        |(pending, mut rx, done)| async move {
-            if done {
-                return None;
-            }
-            if let Some(m) = pending {
-                let ev = sse_body::event(Some("message"), None, &m.to_json());
-                let end = m.is_response();
-                return Some((Ok(ev), (None, rx, end)));
-            }
-            match tokio::time::timeout(sse_body::KEEP_ALIVE, rx.recv()).await {
-                Err(_) => Some((Ok(Bytes::from_static(sse_body::PING)), (None, rx, false))),
-                Ok(None) => None,
-                Ok(Some(m)) => {
-                    let ev = sse_body::event(Some("message"), None, &m.to_json());
-                    let end = m.is_response();
-                    Some((Ok(ev), (None, rx, end)))
-                }
-            }
-        },
-    );
+    struct St {
+        first: Option<Message>,
+        rx: tokio::sync::mpsc::Receiver<Message>,
+        done: bool,
+        out: std::collections::VecDeque<Bytes>,
+    }
+    let st = St {
+        first: Some(first),
+        rx,
+        done: false,
+        out: Default::default(),
+    };
+    let events = futures_util::stream::unfold(st, |mut st| async move {
+        if let Some(b) = st.out.pop_front() {
+            return Some((Ok(b), st));
+        }
+        if st.done {
+            return None;
+        }
+        let m = match st.first.take() {
+            Some(m) => m,
+            None => match tokio::time::timeout(sse_body::KEEP_ALIVE, st.rx.recv()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(sse_body::PING)), st)),
+                Ok(None) => return None,
+                Ok(Some(m)) => m,
+            },
+        };
+        let mut p = crate::jsonrpc::Pieces::new();
+        sse_body::message_event(&mut p, None, &m);
+        st.done = m.is_response();
+        st.out = p.into_parts().into();
+        let b = st.out.pop_front()?;
+        Some((Ok(b), st))
+    });
     sse_body::response(events, &[])
 }
 
@@ -906,12 +918,25 @@ fn json_response(
     batch: bool,
     session: Option<String>,
 ) -> Response {
-    let body = if batch || messages.len() != 1 {
-        batch_to_json(messages)
+    let mut body = crate::jsonrpc::Pieces::new();
+    if batch || messages.len() != 1 {
+        body.text("[");
+        for (i, m) in messages.iter().enumerate() {
+            if i > 0 {
+                body.text(",");
+            }
+            body.message(m);
+        }
+        body.text("]");
     } else {
-        messages[0].to_json()
-    };
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        body.message(&messages[0]);
+    }
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(body.into_body()),
+    )
+        .into_response();
     if let Some(id) = session.and_then(|s| http::HeaderValue::from_str(&s).ok()) {
         resp.headers_mut().insert(SESSION_HEADER, id);
     }
@@ -989,6 +1014,8 @@ fn writer(
         next: u64,
         done: bool,
         prime: bool,
+        /// Parts of events taken from the stream, still to be written.
+        out: std::collections::VecDeque<Bytes>,
         _count: WriterCount,
     }
     let st = St {
@@ -997,9 +1024,13 @@ fn writer(
         next: from,
         done: generation.is_none(),
         prime,
+        out: Default::default(),
         _count: counter,
     };
     futures_util::stream::unfold(st, move |mut st| async move {
+        if let Some(b) = st.out.pop_front() {
+            return Some((Ok(b), st));
+        }
         let generation = generation?;
         if st.prime {
             // `Last-Event-ID: {sid}` resumes from the stream's first message.
@@ -1022,15 +1053,11 @@ fn writer(
                 if b.generation != generation {
                     return None; // another connection took this stream over
                 }
-                let mut out = Vec::new();
+                let mut out = crate::jsonrpc::Pieces::new();
                 for (seq, m, _) in b.events.iter() {
                     if *seq >= st.next {
                         let id = format!("{sid}-{seq}");
-                        out.extend_from_slice(&sse_body::event(
-                            Some("message"),
-                            Some(&id),
-                            &m.to_json(),
-                        ));
+                        sse_body::message_event(&mut out, Some(&id), m);
                         st.next = seq + 1;
                     }
                 }
@@ -1045,7 +1072,9 @@ fn writer(
             };
             if !chunk.is_empty() {
                 st.session.touch();
-                return Some((Ok(Bytes::from(chunk)), st));
+                st.out = chunk.into_parts().into();
+                let b = st.out.pop_front()?;
+                return Some((Ok(b), st));
             }
             let Some(notify) = notify else {
                 if st.done {

@@ -163,6 +163,14 @@ async fn run(
     }
 }
 
+/// A request body of `msg`: its text as it is (large payloads are not copied).
+pub fn body_of(msg: &Message) -> reqwest::Body {
+    match msg.pieces().into_one_or_body() {
+        Ok(one) => reqwest::Body::from(one),
+        Err(body) => reqwest::Body::wrap(body),
+    }
+}
+
 /// Read a whole body, refusing more than `max` bytes.
 pub async fn read_body(resp: reqwest::Response, max: usize) -> Result<Bytes, String> {
     if resp.content_length().is_some_and(|n| n as usize > max) {

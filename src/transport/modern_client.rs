@@ -104,7 +104,7 @@ pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
         let Ok(body) = read_body(resp, limits.max_message_size).await else {
             return Probe::Legacy(format!("HTTP {status}"));
         };
-        return match Message::parse_one(&body) {
+        return match Message::parse_one(body) {
             Ok(m) if m.is_response() => classify(&m),
             _ => Probe::Legacy(format!("HTTP {status} without a JSON-RPC answer")),
         };
@@ -113,7 +113,7 @@ pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
         let mut events = sse_events(resp, limits.max_message_size);
         while let Some(Ok(ev)) = events.next().await {
             if let Some(data) = ev.data
-                && let Ok(m) = Message::parse_one(data.as_bytes())
+                && let Ok(m) = Message::parse_one(data)
                 && m.is_response()
             {
                 return classify(&m);
@@ -149,7 +149,7 @@ async fn post(
         req = req.header(format!("mcp-param-{name}"), era::encode_header_value(value));
     }
     let resp = req
-        .body(msg.to_json())
+        .body(super::http_client::body_of(msg))
         .send()
         .await
         .map_err(|e| describe_reqwest(&e, &spec.url));
@@ -234,7 +234,7 @@ async fn exchange(ctx: &HttpContext, tools: &ToolHeaders, msg: Message) {
     let status = resp.status();
     if content_type_is(&resp, "application/json") {
         match read_body(resp, ctx.limits.max_message_size).await {
-            Ok(body) => match Message::parse_one(&body) {
+            Ok(body) => match Message::parse_one(body) {
                 Ok(m) => ctx.deliver(learn(tools, &msg, m), Some(id)).await,
                 Err(e) => {
                     ctx.fail(
@@ -276,7 +276,7 @@ async fn exchange(ctx: &HttpContext, tools: &ToolHeaders, msg: Message) {
         if data.trim().is_empty() {
             continue;
         }
-        match Message::parse_one(data.as_bytes()) {
+        match Message::parse_one(data) {
             Ok(m) => {
                 let answer = m.is_response() && m.id().as_ref() == Some(&id);
                 let m = if answer { learn(tools, &msg, m) } else { m };

@@ -98,7 +98,7 @@ impl SseLink {
             .post(endpoint.clone())
             .headers(self.ctx.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(msg.to_json())
+            .body(super::http_client::body_of(msg))
             .send()
             .await
             .map_err(|e| describe_reqwest(&e, endpoint));
@@ -205,7 +205,7 @@ impl SseLink {
                         let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
                             continue;
                         };
-                        match Message::parse(data.as_bytes()) {
+                        match Message::parse(data) {
                             Ok(p) => {
                                 for m in p.into_messages() {
                                     if m.id() == Some(Id::string("mcp-proxy-renew")) {

@@ -191,9 +191,14 @@ pub async fn write_lines<W: AsyncWrite + Unpin>(
         let mut next = Some(first);
         let mut failed = None;
         while let Some(m) = next.take() {
-            let mut line = m.to_json().into_bytes();
-            line.push(b'\n');
-            if let Err(e) = w.write_all(&line).await {
+            let mut result = Ok(());
+            for part in m.pieces().into_parts() {
+                result = w.write_all(&part).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = result.and(w.write_all(b"\n").await) {
                 on_error(m, &e);
                 failed = Some(e);
                 break;
@@ -287,7 +292,8 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
                     if bytes.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    match Message::parse(&bytes) {
+                    let bytes = bytes::Bytes::from(bytes);
+                    match Message::parse(bytes.clone()) {
                         Ok(p) => {
                             for msg in p.into_messages() {
                                 let ev = Inbound::Message { msg, related: None };

@@ -160,7 +160,7 @@ async fn post(shared: &Shared, msg: &Message) -> Sent {
         .headers(shared.ctx.headers.clone())
         .header(http::header::ACCEPT, ACCEPT_BOTH)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(msg.to_json());
+        .body(super::http_client::body_of(msg));
     if let Some(id) = &s.id {
         req = req.header(SESSION_HEADER, id);
     }
@@ -236,7 +236,7 @@ async fn handle_sent(shared: &Arc<Shared>, msg: Message, sent: Sent, epoch: u64)
             // A JSON-RPC error body is the server's own answer: pass it on.
             if content_type_is(&resp, "application/json") {
                 if let Ok(body) = read_body(resp, ctx.limits.max_message_size).await
-                    && let Ok(p) = Message::parse(&body)
+                    && let Ok(p) = Message::parse(body)
                 {
                     let mut answered = false;
                     for m in p.into_messages() {
@@ -340,7 +340,7 @@ async fn read_answer(shared: &Arc<Shared>, msg: &Message, resp: reqwest::Respons
         Ok(body) if body.iter().all(u8::is_ascii_whitespace) => {
             ctx.fail(msg, "server answered with an empty body").await;
         }
-        Ok(body) => match Message::parse(&body) {
+        Ok(body) => match Message::parse(body) {
             Ok(p) => {
                 for m in p.into_messages() {
                     if is_init && m.is_response() {
@@ -399,7 +399,7 @@ async fn read_stream(
                 let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
                     continue;
                 };
-                match Message::parse(data.as_bytes()) {
+                match Message::parse(data) {
                     Ok(p) => {
                         let mut done = false;
                         for m in p.into_messages() {
@@ -528,7 +528,7 @@ fn start_get_stream(shared: &Arc<Shared>) -> tokio::sync::oneshot::Receiver<()> 
                         let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
                             continue;
                         };
-                        match Message::parse(data.as_bytes()) {
+                        match Message::parse(data) {
                             Ok(p) => {
                                 for m in p.into_messages() {
                                     if m.is_response()
@@ -602,7 +602,7 @@ async fn renew_session(shared: &Arc<Shared>, seen_epoch: u64) -> Result<(), Stri
     if content_type_is(&resp, "text/event-stream") {
         let mut events = sse_events(resp, shared.ctx.limits.max_message_size);
         while let Some(Ok(ev)) = events.next().await {
-            if let Some(Ok(m)) = ev.data.map(|d| Message::parse_one(d.as_bytes()))
+            if let Some(Ok(m)) = ev.data.map(Message::parse_one)
                 && m.is_response()
             {
                 note_version(shared, &m);
@@ -610,7 +610,7 @@ async fn renew_session(shared: &Arc<Shared>, seen_epoch: u64) -> Result<(), Stri
             }
         }
     } else if let Ok(body) = read_body(resp, shared.ctx.limits.max_message_size).await
-        && let Ok(m) = Message::parse_one(&body)
+        && let Ok(m) = Message::parse_one(body)
     {
         note_version(shared, &m);
     }
