@@ -94,6 +94,10 @@ struct Row {
     t16: Option<f64>,
     t64: Option<f64>,
     t16x1: Option<f64>,
+    /// calls/s of 100 KiB echoes, 8 clients on 8 sessions.
+    t8big: Option<f64>,
+    /// calls/s of 100 KiB results (small requests), 8 clients on 8 sessions.
+    t8results: Option<f64>,
     rss_idle: f64,
     rss_100: Option<f64>,
     rss_1000: Option<f64>,
@@ -108,7 +112,7 @@ impl Row {
         let rate = |v: Option<f64>| v.map(|r| format!("{r:.0}")).unwrap_or_default();
         let mib = |v: Option<f64>| v.map(|r| format!("{r:.1}")).unwrap_or_default();
         println!(
-            "| {} | {:.0?} | {:.0?} | {:.0?} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.1?} | {} |",
+            "| {} | {:.0?} | {:.0?} | {:.0?} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.1?} | {} |",
             self.name,
             self.p50,
             self.p99,
@@ -116,6 +120,8 @@ impl Row {
             rate(self.t16),
             rate(self.t64),
             rate(self.t16x1),
+            rate(self.t8big),
+            rate(self.t8results),
             self.rss_idle,
             mib(self.rss_100),
             mib(self.rss_1000),
@@ -194,9 +200,8 @@ fn message(i: u64, size: usize) -> String {
     if size <= tag.len() {
         return tag;
     }
-    let mut s = tag;
-    s.extend(std::iter::repeat_n('x', size - s.len()));
-    s
+    let pad = size - tag.len();
+    tag + &"x".repeat(pad)
 }
 
 fn stdio_row(name: &str, program: &str, args: &[&str], calls: u64, wrong: &AtomicU64) -> Row {
@@ -273,6 +278,19 @@ async fn throughput(
     per: u64,
     wrong: Arc<AtomicU64>,
 ) -> f64 {
+    throughput_of(url, clients, sessions, per, 0, wrong).await
+}
+
+/// `clients` tasks calling `blob` for results of `size` bytes, `per` calls each over
+/// `sessions` sessions; calls/s.
+async fn results_throughput(
+    url: &str,
+    clients: usize,
+    sessions: usize,
+    per: u64,
+    size: usize,
+    wrong: Arc<AtomicU64>,
+) -> f64 {
     let client = client();
     let mut sids = vec![];
     for _ in 0..sessions {
@@ -288,7 +306,52 @@ async fn throughput(
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 let id = (c as u64 + 1) * 1_000_000 + i;
-                let msg = format!("c{c}-{i}-");
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"blob","arguments":{{"bytes":{size}}}}}}}"#
+                );
+                match post(&client, &url, sid.as_deref(), body).await {
+                    Ok((_, b)) if b.contains(&format!("\"id\":{id},")) && b.len() > size => {}
+                    _ => {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (clients as u64 * per) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// As [`throughput`], with messages (and so results) of `size` bytes.
+async fn throughput_of(
+    url: &str,
+    clients: usize,
+    sessions: usize,
+    per: u64,
+    size: usize,
+    wrong: Arc<AtomicU64>,
+) -> f64 {
+    let client = client();
+    let mut sids = vec![];
+    for _ in 0..sessions {
+        sids.push(open(&client, url).await.expect("open session"));
+    }
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for c in 0..clients {
+        let client = client.clone();
+        let url = url.to_owned();
+        let sid = sids[c % sessions].clone();
+        let wrong = wrong.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let id = (c as u64 + 1) * 1_000_000 + i;
+                let mut msg = format!("c{c}-{i}-");
+                if size > msg.len() {
+                    msg.push_str(&"x".repeat(size - msg.len()));
+                }
                 match post(&client, &url, sid.as_deref(), call(id, &msg)).await {
                     Ok((_, body)) if answers(&body, id, &msg) => {}
                     _ => {
@@ -374,6 +437,9 @@ async fn http_row(
     row.t16 = Some(throughput(url, 16, 16, per(16), wrong.clone()).await);
     row.t64 = Some(throughput(url, 64, 64, per(64), wrong.clone()).await);
     row.t16x1 = Some(throughput(url, 16, 1, per(16), wrong.clone()).await);
+    row.t8big = Some(throughput_of(url, 8, 8, (calls / 20).max(50), BIG, wrong.clone()).await);
+    row.t8results =
+        Some(results_throughput(url, 8, 8, (calls / 10).max(50), BIG, wrong.clone()).await);
     if sessions {
         // Sessions that stay open (the throughput runs opened 81 already).
         let mut kept = vec![];
@@ -513,6 +579,10 @@ async fn http_echo_server(port: u16) {
                 "capabilities": {"tools": {}},
                 "serverInfo": {"name": "http-echo", "version": "1"}
             }),
+            Some("tools/call") if req["params"]["name"] == "blob" => {
+                let n = req["params"]["arguments"]["bytes"].as_u64().unwrap_or(0) as usize;
+                serde_json::json!({ "content": [{"type": "text", "text": "x".repeat(n)}] })
+            }
             Some("tools/call") => serde_json::json!({
                 "content": [{"type": "text", "text": req["params"]["arguments"]["message"]}]
             }),
@@ -528,11 +598,131 @@ async fn http_echo_server(port: u16) {
         )
             .into_response()
     }
-    let app = axum::Router::new().route("/mcp", axum::routing::post(handle));
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(handle))
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     axum::serve(listener, app).await.expect("serve");
+}
+
+// === the SSE floor: a minimal native HTTP+SSE endpoint ===
+
+async fn sse_floor_server(port: u16) {
+    use axum::response::IntoResponse;
+    async fn handle() -> axum::response::Response {
+        let first = futures_util::stream::once(async {
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(
+                b"event: endpoint\ndata: /messages?sessionId=floor\n\n",
+            ))
+        });
+        let body = axum::body::Body::from_stream(first.chain(futures_util::stream::pending()));
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+            body,
+        )
+            .into_response()
+    }
+    let app = axum::Router::new().route("/sse", axum::routing::get(handle));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    axum::serve(listener, app).await.expect("serve");
+}
+
+/// Open `n` HTTP+SSE sessions at `base`, `at_once` at a time (each until its `endpoint`
+/// event); how long it took. The streams stay open until the end.
+async fn open_sse_sessions(base: &str, n: usize, at_once: usize) -> Duration {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    // Wait for the server.
+    let start = Instant::now();
+    while client.get(format!("{base}/sse")).send().await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no SSE endpoint at {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut kept = vec![];
+    let t = Instant::now();
+    for _ in 0..n.div_ceil(at_once) {
+        let opens = (0..at_once).map(|_| {
+            let c = client.clone();
+            let url = format!("{base}/sse");
+            async move {
+                let resp = c
+                    .get(url)
+                    .header("accept", "text/event-stream")
+                    .send()
+                    .await
+                    .expect("GET /sse");
+                let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+                loop {
+                    match events.next().await {
+                        Some(Ok(ev)) if ev.event.as_deref() == Some("endpoint") => break,
+                        Some(Ok(_)) => {}
+                        other => panic!("SSE stream ended: {:?}", other.map(|r| r.err())),
+                    }
+                }
+                events
+            }
+        });
+        kept.extend(futures_util::future::join_all(opens).await);
+    }
+    let took = t.elapsed();
+    drop(kept);
+    took
+}
+
+/// Peak resident memory of `pid` since it started (VmHWM), MiB.
+fn peak_mib(pid: u32) -> f64 {
+    status_field(pid, "VmHWM:")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Echo one message of `mib` MiB through the server at `url`; a table row with its peak
+/// memory.
+async fn big_echo_row(
+    name: &str,
+    mut server: Child,
+    url: &str,
+    mib: usize,
+    wrong: &AtomicU64,
+) -> String {
+    let client = client();
+    let start = Instant::now();
+    let sid = loop {
+        if let Ok(sid) = open(&client, url).await {
+            break sid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name}: no answer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let pid = server.id();
+    let before = peak_mib(pid);
+    let msg = message(1, mib << 20);
+    let t = Instant::now();
+    let ok = matches!(post(&client, url, sid.as_deref(), call(1, &msg)).await, Ok((_, b)) if answers(&b, 1, &msg));
+    let took = t.elapsed();
+    if !ok {
+        wrong.fetch_add(1, Ordering::Relaxed);
+    }
+    let peak = peak_mib(pid);
+    let _ = server.kill();
+    let _ = server.wait();
+    format!(
+        "| {name} | {mib} MiB | {before:.1} MiB | {peak:.1} MiB | {:.2}x | {took:.2?} |",
+        peak / mib as f64
+    )
 }
 
 fn free_port() -> u16 {
@@ -852,6 +1042,14 @@ async fn main() {
         http_echo_server(port.parse().expect("port")).await;
         return;
     }
+    if let Some(port) = args
+        .iter()
+        .position(|a| a == "--sse-floor")
+        .and_then(|i| args.get(i + 1))
+    {
+        sse_floor_server(port.parse().expect("port")).await;
+        return;
+    }
     if !args.iter().any(|a| a == "--bench") {
         return; // built by `cargo test --all-targets`; the figures come from `cargo bench`
     }
@@ -1011,6 +1209,44 @@ async fn main() {
     } else {
         vec![]
     };
+    let mut large = vec![];
+    if wanted("large") {
+        let port = free_port();
+        let server = spawn(&me, &["--http-echo", &port.to_string()]);
+        let floor_url = format!("http://127.0.0.1:{port}/mcp");
+        large.push(
+            big_echo_row(
+                "native HTTP echo, no proxy (HTTP floor)",
+                server,
+                &floor_url,
+                50,
+                &wrong,
+            )
+            .await,
+        );
+        for era in ["legacy", "auto"] {
+            let (server, port) = proxy_before_demo(era);
+            let url = format!("http://127.0.0.1:{port}/mcp");
+            let name = format!("mcp-proxy, Streamable HTTP, --server-era {era}");
+            large.push(big_echo_row(&name, server, &url, 50, &wrong).await);
+        }
+    }
+    let mut sse_open = vec![];
+    if wanted("sse-open") {
+        let port = free_port();
+        let mut server = spawn(&me, &["--sse-floor", &port.to_string()]);
+        let took = open_sse_sessions(&format!("http://127.0.0.1:{port}"), 100, 10).await;
+        sse_open.push(format!(
+            "| native SSE endpoint, no proxy (SSE floor) | {took:.1?} |"
+        ));
+        let _ = server.kill();
+        let _ = server.wait();
+        let (mut server, port) = proxy_before_demo("legacy");
+        let took = open_sse_sessions(&format!("http://127.0.0.1:{port}"), 100, 10).await;
+        sse_open.push(format!("| mcp-proxy, HTTP+SSE | {took:.1?} |"));
+        let _ = server.kill();
+        let _ = server.wait();
+    }
     let mut eras = vec![];
     if wanted("era") {
         for (c, srv) in [
@@ -1028,10 +1264,10 @@ async fn main() {
 
     println!();
     println!(
-        "| row | p50 | p99 | p50 100 KiB | calls/s 16 | calls/s 64 | calls/s 16→1 session | RSS idle MiB | RSS 100 sessions | RSS 1,000 sessions | RSS 1,000 incl. children | processes | first answer | wrong answers |"
+        "| row | p50 | p99 | p50 100 KiB | calls/s 16 | calls/s 64 | calls/s 16→1 session | calls/s 100 KiB echo, 8 sessions | calls/s 100 KiB results, 8 sessions | RSS idle MiB | RSS 100 sessions | RSS 1,000 sessions | RSS 1,000 incl. children | processes | first answer | wrong answers |"
     );
     println!(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in &rows {
         r.print();
@@ -1055,6 +1291,18 @@ async fn main() {
             ours.rss_idle,
             ours.rss_1000.unwrap_or(0.0) - ours.rss_idle
         );
+        if let (Some(a), Some(b)) = (ours.t8big, floor.t8big) {
+            println!(
+                "mcp-proxy / HTTP floor: 100 KiB echoes with 8 sessions {:.2}x (target ≥ 0.7x)",
+                a / b
+            );
+        }
+        if let (Some(a), Some(b)) = (ours.t8results, floor.t8results) {
+            println!(
+                "mcp-proxy / HTTP floor: 100 KiB results with 8 sessions {:.2}x (target ≥ 0.7x)",
+                a / b
+            );
+        }
         if let Some(url) = find("mcp-proxy URL") {
             println!(
                 "mcp-proxy URL: p50 {:.0?} = HTTP floor + {:.0?} ({:.2}x the floor's p50 added; target ≤ 1.5x)",
@@ -1074,6 +1322,30 @@ async fn main() {
         println!("| --- | --- | --- | --- | --- |");
         for e in &eras {
             println!("{e}");
+        }
+    }
+    if !large.is_empty() {
+        println!();
+        println!(
+            "One large message echoed through /mcp (peak resident memory of the server process, VmHWM):"
+        );
+        println!();
+        println!("| row | message | idle peak | peak | peak / message | answer in |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for l in &large {
+            println!("{l}");
+        }
+    }
+    if !sse_open.is_empty() {
+        println!();
+        println!(
+            "Opening 100 HTTP+SSE sessions, 10 at a time (until each one's `endpoint` event):"
+        );
+        println!();
+        println!("| row | time |");
+        println!("| --- | --- |");
+        for l in &sse_open {
+            println!("{l}");
         }
     }
     if !gateway.is_empty() {

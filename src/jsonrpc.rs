@@ -713,6 +713,20 @@ impl Message {
         Self::build(Kind::Notification, Some(method), f)
     }
 
+    /// A response whose result is `result`, JSON text the caller built itself (it is not
+    /// checked again).
+    pub fn response_from_text(id: Id, result: impl Into<ByteString>) -> Message {
+        Message {
+            fields: vec![
+                (Key::Known("jsonrpc"), Val::own("\"2.0\"".to_owned())),
+                (Key::Known("id"), Val::own(id.as_json().to_owned())),
+                (Key::Known("result"), Val::One(result.into())),
+            ],
+            kind: Kind::Response,
+            method: None,
+        }
+    }
+
     pub fn response(id: Id, result: Box<RawValue>) -> Message {
         Self::build(
             Kind::Response,
@@ -859,8 +873,22 @@ impl Message {
         self.set_val("params", edit_member(&params, "_meta", Some(&meta)));
     }
 
+    /// Whether the raw text of `params` contains `needle` anywhere (a quick test before a
+    /// parse: arguments of any size are searched, not decoded).
+    pub fn params_mention(&self, needle: &str) -> bool {
+        self.val("params").is_some_and(|v| {
+            let finder = memchr::memmem::Finder::new(needle.as_bytes());
+            v.pieces()
+                .iter()
+                .any(|p| finder.find(p.as_bytes()).is_some())
+        })
+    }
+
     /// `params._meta.progressToken`, when the request asks for progress.
     pub fn progress_token(&self) -> Option<Id> {
+        if !self.params_mention("progressToken") {
+            return None;
+        }
         let p: MetaOnly = self.params_as()?;
         let meta: ProgressMeta = serde_json::from_str(p.meta?.get()).ok()?;
         meta.progress_token.map(|t| Id::from_raw(&t))

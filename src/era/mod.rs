@@ -63,9 +63,17 @@ pub struct RequestMeta {
 
 impl RequestMeta {
     pub fn of(msg: &Message) -> RequestMeta {
+        // Only `_meta` is read: the rest of `params` (arguments of any size) is skipped over.
+        #[derive(serde::Deserialize)]
+        struct MetaOnly {
+            #[serde(rename = "_meta")]
+            meta: Option<Value>,
+        }
         let meta = msg
-            .params_as::<Value>()
-            .and_then(|p| p.get("_meta").cloned())
+            .params_mention("_meta")
+            .then(|| msg.params_as::<MetaOnly>())
+            .flatten()
+            .and_then(|p| p.meta)
             .unwrap_or(Value::Null);
         RequestMeta {
             version: meta

@@ -177,7 +177,7 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
 }
 
 fn memchr_newline(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 /// Writes messages as lines, flushing when no more are queued (batches writes under load).
@@ -259,6 +259,8 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     else {
         return Err(ConnectError::Other("child stdio was not captured".into()));
     };
+    widen_pipe(&stdin);
+    widen_pipe(&stdout);
     tracing::info!(server = %spec.name, command = %spec.program, pid = pid.unwrap_or(0), "started server process");
 
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
@@ -285,7 +287,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     let reader_tx = in_tx.clone();
     let max = limits.max_message_size;
     let reader = tokio::spawn(async move {
-        let mut r = BufReader::with_capacity(64 * 1024, stdout);
+        let mut r = BufReader::with_capacity(256 * 1024, stdout);
         loop {
             match read_line(&mut r, max).await {
                 Ok(Some(Line::Data(bytes))) => {
@@ -494,6 +496,17 @@ fn signal_group(pid: Option<u32>, sig: libc::c_int) {
     // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which we ignore.
     unsafe {
         libc::killpg(pid, sig);
+    }
+}
+
+/// Let a pipe to or from a server hold up to 1 MiB (the kernel's default is 64 KiB), so that
+/// a large message crosses it in fewer rounds of write, wake up, read.
+fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: F_SETPIPE_SZ only resizes the pipe's buffer; a refusal leaves it as it was.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 
