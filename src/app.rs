@@ -71,6 +71,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 client_buffer: config.client_buffer,
                 shutdown_timeout: config.shutdown_timeout,
                 max_connections: config.max_connections,
+                max_sessions: config.max_sessions,
+                max_processes: config.max_processes,
                 header_timeout: config.header_timeout,
                 body_timeout: config.body_timeout,
             };

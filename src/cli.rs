@@ -158,6 +158,25 @@ pub struct Cli {
     )]
     pub max_connections: usize,
 
+    /// Most client sessions open at once, per server; at the cap the session idle the longest
+    /// makes room, else new ones get HTTP 503.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "N",
+        help_heading = "HTTP server"
+    )]
+    pub max_sessions: usize,
+
+    /// With --per-client: most server processes at once, per server (one per session).
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "N",
+        help_heading = "Local command"
+    )]
+    pub max_processes: usize,
+
     /// Seconds a request's headers may take to arrive (also the longest a kept-alive
     /// connection may sit idle).
     #[arg(
@@ -176,6 +195,16 @@ pub struct Cli {
         help_heading = "HTTP server"
     )]
     pub body_timeout: u64,
+
+    /// Milliseconds between two list-changed notifications of the same list to one client
+    /// (more that come meanwhile are sent as one when the time is up).
+    #[arg(
+        long,
+        default_value_t = 250,
+        value_name = "MS",
+        help_heading = "HTTP server"
+    )]
+    pub list_changed_interval: u64,
 
     /// Seconds that open sessions get to finish when the proxy stops, before they are closed.
     #[arg(
@@ -275,6 +304,16 @@ pub struct Cli {
         help_heading = "Protocol eras"
     )]
     pub state_secret: Option<String>,
+
+    /// Most 2026-07-28 calls waiting for their clients' input at once, per server; at the
+    /// cap the oldest is cancelled.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "N",
+        help_heading = "Protocol eras"
+    )]
+    pub max_parked: usize,
 
     // === general ===
     /// Largest message accepted in either direction (bytes; K, M, G, KiB, MiB, GiB suffixes).

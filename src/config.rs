@@ -45,6 +45,11 @@ pub struct Config {
     /// How often a remote server is checked when no client reaches it.
     pub health_interval: Option<Duration>,
     pub max_connections: usize,
+    /// Most client sessions per server, and most per-client server processes.
+    pub max_sessions: usize,
+    pub max_processes: usize,
+    /// Most 2026-07-28 calls parked at once, per server.
+    pub max_parked: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
 }
@@ -126,6 +131,48 @@ pub enum ConfigError {
     ToolConfig(String),
     #[error("invalid --separator `{0}`: use 1 to 4 of the characters A-Z a-z 0-9 _ -")]
     BadSeparator(String),
+}
+
+/// The largest config file (servers, tool config) the proxy reads.
+pub const MAX_CONFIG_FILE: u64 = 4 << 20;
+
+/// Read a config file: a regular file (not a FIFO, a device or a directory) of at most
+/// `MAX_CONFIG_FILE` bytes, in UTF-8. The error says what is wrong, for `FILE: …` messages.
+pub fn read_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        // Opening a FIFO for reading would wait for a writer: never wait.
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open
+        .open(path)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file (a config file must be a plain file)".into());
+    }
+    if meta.len() > MAX_CONFIG_FILE {
+        return Err(format!(
+            "the file is {} bytes, more than a config file may be ({MAX_CONFIG_FILE})",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_FILE {
+        return Err(format!(
+            "the file grew past what a config file may be ({MAX_CONFIG_FILE} bytes)"
+        ));
+    }
+    Ok(text)
 }
 
 pub fn parse_size(s: &str) -> Option<usize> {
@@ -248,6 +295,9 @@ impl Config {
             health_interval: (cli.health_interval > 0)
                 .then(|| Duration::from_secs(cli.health_interval)),
             max_connections: cli.max_connections.max(1),
+            max_sessions: cli.max_sessions.max(1),
+            max_processes: cli.max_processes.max(1),
+            max_parked: cli.max_parked.max(1),
             header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
             body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
         })
@@ -259,8 +309,9 @@ impl Config {
             if cli.per_client {
                 return Err(ConfigError::PerClientUrl);
             }
-            let url = reqwest::Url::parse(&target_text)
-                .map_err(|e| ConfigError::BadUrl(target_text.clone(), e.to_string()))?;
+            let url = reqwest::Url::parse(&target_text).map_err(|e| {
+                ConfigError::BadUrl(crate::transport::redact_text(&target_text), e.to_string())
+            })?;
             let mut headers = pairs(&cli.headers);
             if !headers
                 .iter()

@@ -51,8 +51,8 @@ impl Policy {
         let overrides = match tool_config {
             None => HashMap::new(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
+                let text = crate::config::read_file(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 let file: ToolConfigFile = json5::from_str(&text)
                     .map_err(|e| format!("{}: not a tool configuration: {e}", path.display()))?;
                 file.tools

@@ -376,7 +376,10 @@ fn watch_files(
 }
 
 fn read_all(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
-    files.iter().map(|f| std::fs::read(f).ok()).collect()
+    files
+        .iter()
+        .map(|f| crate::config::read_file(f).ok().map(String::into_bytes))
+        .collect()
 }
 
 fn curation_of(e: &ServerEntry, policy: &Arc<Policy>) -> Option<Curation> {
@@ -473,6 +476,7 @@ pub fn with_front(
         config.era.input_timeout,
         curation.clone(),
         config.client_buffer,
+        config.max_parked,
     );
     let health = match &backend {
         Backend::Shared(hub) => Some(hub.health()),

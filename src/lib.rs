@@ -21,4 +21,5 @@ pub mod route;
 pub mod server;
 pub mod servers;
 pub mod supervisor;
+pub mod throttle;
 pub mod transport;

@@ -57,6 +57,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    mcp_proxy::route::set_list_changed_interval(std::time::Duration::from_millis(
+        cli.list_changed_interval,
+    ));
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
         let signals = shutdown.clone();

@@ -39,13 +39,24 @@ pub struct ServerEntry {
 }
 
 /// What is wrong with a servers file, located as precisely as the file allows.
-#[derive(Debug, PartialEq, thiserror::Error)]
-#[error("{file}:{line}: {what}")]
+#[derive(Debug, PartialEq)]
 pub struct FileError {
     pub file: String,
+    /// 0 when the problem is the file as a whole.
     pub line: usize,
     pub what: String,
 }
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.what),
+            n => write!(f, "{}:{n}: {}", self.file, self.what),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
 
 /// Settings that entries inherit from the command line.
 #[derive(Debug, Clone)]
@@ -57,10 +68,10 @@ pub struct Defaults {
 /// Read and check a servers file.
 pub fn load(path: &Path, defaults: &Defaults) -> Result<Vec<ServerEntry>, FileError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    let text = crate::config::read_file(path).map_err(|what| FileError {
         file: file.clone(),
         line: 0,
-        what: format!("cannot read the file: {e}"),
+        what,
     })?;
     parse(&text, &file, defaults, |k| std::env::var(k).ok())
 }
@@ -99,10 +110,17 @@ pub fn parse(
     for (name, entry) in servers {
         let at = line_of(text, name, 0);
         let field_line = |field: &str| line_of(text, field, offset_of(text, name));
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        if name.chars().all(|c| c == '.') {
+            return Err(fail(
+                at,
+                format!(
+                    "mcpServers.{name}: `{name}` cannot be a server name (it would be served at /servers/{name}/, which clients read as another path)"
+                ),
+            ));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         {
             return Err(fail(
                 at,
@@ -231,7 +249,15 @@ pub fn parse(
                 let parsed = reqwest::Url::parse(&url)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| field_err("url", format!("`{url}` is not an http(s) URL")))?;
+                    .ok_or_else(|| {
+                        field_err(
+                            "url",
+                            format!(
+                                "`{}` is not an http(s) URL",
+                                crate::transport::redact_text(&url)
+                            ),
+                        )
+                    })?;
                 let transport = match string("type")?.as_deref() {
                     None => HttpTransport::Auto,
                     Some("sse") => HttpTransport::Sse,

@@ -57,6 +57,8 @@ pub struct ModernFront {
     curation: Option<crate::curation::Curation>,
     /// Most bytes one request's messages may have waiting.
     client_buffer: usize,
+    /// Most calls parked at once.
+    max_parked: usize,
 }
 
 /// A call waiting for the client's `inputResponses`.
@@ -122,6 +124,7 @@ impl ModernFront {
         park_for: Duration,
         curation: Option<crate::curation::Curation>,
         client_buffer: usize,
+        max_parked: usize,
     ) -> Arc<ModernFront> {
         let front = Arc::new(ModernFront {
             backend,
@@ -132,6 +135,7 @@ impl ModernFront {
             tool_headers: Default::default(),
             curation,
             client_buffer,
+            max_parked: max_parked.max(1),
         });
         tokio::spawn(reap(Arc::downgrade(&front)));
         front
@@ -244,12 +248,14 @@ impl ModernFront {
         let (session, init) = match src {
             Source::Hub(hub) => {
                 let init = ready(hub).await?.result.clone();
-                let session = hub.attach(SessionTx::Queue(tx));
+                let session = hub.attach(SessionTx::coalesced(SessionTx::Queue(tx)));
                 session.declare(meta.capabilities.clone().unwrap_or(Value::Null));
                 (Link::Hub(session), init)
             }
             Source::Merged(catalog) => {
-                let session = catalog.attach(SessionTx::Queue(tx)).await;
+                let session = catalog
+                    .attach(SessionTx::coalesced(SessionTx::Queue(tx)))
+                    .await;
                 let id = Id::string("mcp-proxy-init");
                 let params = json!({
                     "protocolVersion": LATEST_LEGACY,
@@ -501,16 +507,38 @@ impl ModernFront {
             "inputRequests": requests,
             "requestState": self.seal.sign(&claims),
         });
-        if let Ok(mut p) = self.parked.lock() {
-            p.insert(
-                key,
-                Parked {
-                    call,
-                    asked,
-                    until: Instant::now() + self.park_for,
-                },
+        let evicted = match self.parked.lock() {
+            Ok(mut p) => {
+                // At the cap, the call parked longest ago makes room (it is cancelled
+                // upstream as it is dropped; its client's retry is refused).
+                let oldest = (p.len() >= self.max_parked)
+                    .then(|| {
+                        p.iter()
+                            .min_by_key(|(_, v)| v.until)
+                            .map(|(k, _)| k.clone())
+                    })
+                    .flatten();
+                let evicted = oldest.and_then(|k| p.remove(&k));
+                p.insert(
+                    key,
+                    Parked {
+                        call,
+                        asked,
+                        until: Instant::now() + self.park_for,
+                    },
+                );
+                evicted
+            }
+            Err(_) => None,
+        };
+        if evicted.is_some() {
+            crate::warn_throttled!(
+                "parked-cap",
+                "{} calls wait for their clients' input (--max-parked); the oldest was cancelled",
+                self.max_parked
             );
         }
+        drop(evicted);
         let _ = out
             .send(Message::response(client_id, to_raw(&result)))
             .await;

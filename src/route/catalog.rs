@@ -659,7 +659,11 @@ impl Shared {
         let route = match m.backend.open_curated(tx, m.curation.as_ref()).await {
             Ok(r) => Arc::new(r),
             Err(e) => {
-                tracing::warn!(server = %m.name, "left out of this session: {e}");
+                crate::warn_throttled!(
+                    format!("left-out-open:{}", m.name),
+                    "server {}: left out of this session: {e}",
+                    m.name
+                );
                 if let Ok(mut st) = self.state.lock() {
                     st.live.remove(&m.key);
                 }
@@ -673,7 +677,11 @@ impl Shared {
         if let Some(params) = init {
             let answer = self.ask(m, &route, "initialize", &params).await;
             if answer.as_ref().and_then(Message::result).is_none() {
-                tracing::warn!(server = %m.name, "did not answer initialize; its lists stay empty");
+                crate::warn_throttled!(
+                    format!("left-out-init:{}", m.name),
+                    "server {}: did not answer initialize; its lists stay empty",
+                    m.name
+                );
             }
             if initialized {
                 route
@@ -715,9 +723,10 @@ impl Shared {
             if let Ok(mut st) = self.state.lock() {
                 st.waiting.remove(&id);
             }
-            tracing::warn!(
-                server = %m.name,
-                "no answer to {method} within {}s; left out",
+            crate::warn_throttled!(
+                format!("left-out:{}:{method}", m.name),
+                "server {}: no answer to {method} within {}s; left out",
+                m.name,
                 m.list_timeout.as_secs_f32()
             );
         }

@@ -47,6 +47,10 @@ struct SessionEntry {
     /// server's requests made during its calls even when it lacks the capability, so that
     /// it can refuse the call with "missing capability".
     per_request: bool,
+    /// Its requests in flight (upstream ids), and the server's requests it was asked: so
+    /// that ending one session costs nothing in the number of others.
+    ups: HashSet<u64>,
+    asks: HashSet<Id>,
 }
 
 struct Pending {
@@ -65,6 +69,9 @@ struct State {
     next: u64,
     sessions: HashMap<u64, SessionEntry>,
     pending: HashMap<u64, Pending>,
+    /// The requests in flight by (call that may ask the client, sequence): the latest call
+    /// is found without looking at the others.
+    recency: std::collections::BTreeMap<(bool, u64), u64>,
     by_client: HashMap<(u64, Id), u64>,
     /// Upstream progress token → (session, the client's token).
     progress: HashMap<Id, (u64, Id)>,
@@ -83,6 +90,42 @@ impl State {
         self.next += 1;
         self.next
     }
+
+    /// Note a request in flight.
+    fn pend(&mut self, up: u64, p: Pending) {
+        self.recency.insert((p.interactive, p.seq), up);
+        if let Some(e) = self.sessions.get_mut(&p.session) {
+            e.ups.insert(up);
+        }
+        self.pending.insert(up, p);
+    }
+
+    /// Forget a request in flight.
+    fn unpend(&mut self, up: u64) -> Option<Pending> {
+        let p = self.pending.remove(&up)?;
+        self.recency.remove(&(p.interactive, p.seq));
+        if let Some(e) = self.sessions.get_mut(&p.session) {
+            e.ups.remove(&up);
+        }
+        Some(p)
+    }
+
+    /// Note that `session` was asked the server's request `id`.
+    fn asked(&mut self, id: Id, session: u64) {
+        if let Some(e) = self.sessions.get_mut(&session) {
+            e.asks.insert(id.clone());
+        }
+        self.server_requests.insert(id, session);
+    }
+
+    /// Forget the server's request `id`; the session that was asked it.
+    fn answered(&mut self, id: &Id) -> Option<u64> {
+        let session = self.server_requests.remove(id)?;
+        if let Some(e) = self.sessions.get_mut(&session) {
+            e.asks.remove(id);
+        }
+        Some(session)
+    }
 }
 
 pub struct Hub {
@@ -98,6 +141,8 @@ pub struct Hub {
     target: Option<Target>,
     /// Set by `shutdown`: a link that ends is not started again.
     stopping: std::sync::atomic::AtomicBool,
+    /// Fires at `shutdown`, to wake a wait between restarts.
+    stop: tokio_util::sync::CancellationToken,
     /// How many times the server was started again.
     restarts: std::sync::atomic::AtomicU64,
     /// The server process, when it is a child (0: none).
@@ -112,32 +157,15 @@ pub struct Hub {
 
 impl Hub {
     /// Connect to `target`, then find its protocol era and initialise it in the background.
+    /// One task keeps the server running from then on: when its link ends, it is started
+    /// again after 1 s, then 2, 4, … at most 60 s apart while it keeps failing.
     pub async fn start(target: &Target, options: RouteOptions) -> Result<Arc<Hub>, String> {
         let conn = transport::connect(target, options.limits)
             .await
             .map_err(|e| e.to_string())?;
         let (status_tx, status) = watch::channel(Status::Starting);
         let hub = Arc::new(Hub::new(status, options, Some(target.clone())));
-        let init_hub = hub.clone();
-        let target = target.clone();
-        tokio::spawn(async move {
-            let result = init_hub.bring_up(conn, &target, &status_tx).await;
-            status_tx.send_if_modified(|s| {
-                if matches!(s, Status::Starting) {
-                    *s = match result {
-                        Ok(a) => Status::Ready(Arc::new(a)),
-                        Err(e) => {
-                            tracing::error!(server = %init_hub.label, "{e}");
-                            init_hub.health.failed(&e);
-                            Status::Failed(e)
-                        }
-                    };
-                    true
-                } else {
-                    false
-                }
-            });
-        });
+        tokio::spawn(hub.clone().keep_running(conn, target.clone(), status_tx));
         Ok(hub)
     }
 
@@ -159,6 +187,7 @@ impl Hub {
             conn_task: Mutex::new(None),
             modern: Default::default(),
             stopping: Default::default(),
+            stop: Default::default(),
             restarts: Default::default(),
             pid: Default::default(),
             up_since: Default::default(),
@@ -180,13 +209,13 @@ impl Hub {
         self.health.clone()
     }
 
-    /// Settle the era of a new link, take it into use and initialise the server over it.
+    /// Settle the era of a new link, take it into use and initialise the server over it;
+    /// the task that reads the link (it ends with the link, saying why).
     async fn bring_up(
         self: &Arc<Self>,
         conn: transport::Connection,
         target: &Target,
-        status: &watch::Sender<Status>,
-    ) -> Result<InitAnswer, String> {
+    ) -> Result<(InitAnswer, tokio::task::JoinHandle<String>), String> {
         let (conn, modern) = crate::era::upstream::settle(conn, target, self.options)
             .await
             .map_err(|e| e.reason)?;
@@ -201,12 +230,107 @@ impl Hub {
         if let Ok(mut t) = self.conn_task.lock() {
             *t = Some(conn.task);
         }
-        tokio::spawn(read_upstream(self.clone(), conn.rx, status.clone()));
-        let answer = self.initialize().await?;
-        if let Ok(mut t) = self.up_since.lock() {
-            *t = Some(std::time::Instant::now());
+        let reader = tokio::spawn(read_upstream(self.clone(), conn.rx));
+        match self.initialize().await {
+            Ok(answer) => {
+                if let Ok(mut t) = self.up_since.lock() {
+                    *t = Some(std::time::Instant::now());
+                }
+                Ok((answer, reader))
+            }
+            Err(e) => {
+                // The link is of no use: end it (the child is ended and reaped with it).
+                self.end_link().await;
+                reader.abort();
+                Err(e)
+            }
         }
-        Ok(answer)
+    }
+
+    /// End the current link and wait (bounded) for its transport to finish.
+    async fn end_link(&self) {
+        if let Ok(mut tx) = self.tx.write() {
+            tx.take();
+        }
+        let task = self.conn_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(12), task).await;
+        }
+    }
+
+    /// Keep the server running: bring up `first`, and whenever the link ends (or a start
+    /// fails), start it again after the backoff, until `shutdown`. The one place that starts
+    /// this server again, so there is one chain of restarts and each child is reaped.
+    async fn keep_running(
+        self: Arc<Self>,
+        first: transport::Connection,
+        target: Target,
+        status: watch::Sender<Status>,
+    ) {
+        let mut next = Some(first);
+        let mut wait = RESTART_FIRST;
+        let mut starts: u64 = 0;
+        loop {
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let conn = match next.take() {
+                Some(c) => Ok(c),
+                None => transport::connect(&target, self.options.limits)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let outcome = match conn {
+                Ok(c) => self.bring_up(c, &target).await,
+                Err(e) => Err(e),
+            };
+            starts += 1;
+            match outcome {
+                Ok((answer, reader)) => {
+                    status.send_replace(Status::Ready(Arc::new(answer)));
+                    if starts > 1 {
+                        tracing::info!(server = %self.label, restarts = starts - 1, "server started again");
+                        self.after_restart();
+                    }
+                    let up = std::time::Instant::now();
+                    let reason = tokio::select! {
+                        r = reader => r.unwrap_or_else(|_| "the server link ended".into()),
+                        _ = self.stop.cancelled() => return,
+                    };
+                    close_all(&self, &status, reason);
+                    self.end_link().await;
+                    // A server that ran a good while before it went gets a quick restart.
+                    if up.elapsed() >= RESTART_CAP {
+                        wait = RESTART_FIRST;
+                    }
+                }
+                Err(e) => {
+                    if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    status.send_replace(Status::Failed(e.clone()));
+                    self.health.failed(&e);
+                    if starts == 1 {
+                        tracing::error!(server = %self.label, "{e}");
+                    }
+                }
+            }
+            if self.target.is_none() || self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            self.restarts
+                .store(starts, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                server = %self.label,
+                "starting the server again in {}s (restart {starts})",
+                wait.as_secs()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            wait = (wait * 2).min(RESTART_CAP);
+        }
     }
 
     /// The server's process id, when it is a child process that runs.
@@ -337,6 +461,8 @@ impl Hub {
                     capabilities: Value::Null,
                     level: None,
                     per_request: false,
+                    ups: Default::default(),
+                    asks: Default::default(),
                 },
             );
         }
@@ -355,6 +481,7 @@ impl Hub {
     pub async fn shutdown(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.cancel();
         if let Ok(mut tx) = self.tx.write() {
             tx.take();
         }
@@ -375,15 +502,44 @@ impl Hub {
         match entry.tx.try_send(Outgoing::new(msg, related)) {
             Ok(()) => {}
             Err(super::SendError::Full) => {
-                tracing::warn!(
-                    session,
-                    "client is not reading its messages; ending its session"
+                crate::warn_throttled!(
+                    format!("not-reading:{}", self.label),
+                    "client of session {session} is not reading its messages; ending its session"
                 );
-                st.sessions.remove(&session);
+                self.end_session(st, session);
             }
             Err(super::SendError::Closed) => {
-                st.sessions.remove(&session);
+                self.end_session(st, session);
             }
+        }
+    }
+
+    /// Forget session `id`: its requests in flight are cancelled upstream and the server's
+    /// requests it was asked are answered with an error.
+    fn end_session(&self, st: &mut State, id: u64) {
+        let Some(entry) = st.sessions.remove(&id) else {
+            return;
+        };
+        if !st.asked_clients.is_empty() {
+            st.asked_clients.retain(|(s, _), _| *s != id);
+        }
+        for up in entry.ups {
+            if let Some(p) = st.unpend(up) {
+                st.by_client.remove(&(id, p.client_id));
+                if let Some(t) = p.progress {
+                    st.progress.remove(&t);
+                }
+            }
+            self.send_upstream(cancelled(&Id::number(up), "the client went away"));
+        }
+        for ask in entry.asks {
+            st.server_requests.remove(&ask);
+            self.send_upstream(Message::error(
+                ask,
+                code::INTERNAL_ERROR,
+                "the client went away",
+                None,
+            ));
         }
     }
 
@@ -426,7 +582,7 @@ impl HubSession {
                     };
                     let upstream = hub.state.lock().ok().and_then(|mut st| {
                         let up = st.by_client.remove(&(self.id, client_id))?;
-                        if let Some(p) = st.pending.remove(&up)
+                        if let Some(p) = st.unpend(up)
                             && let Some(t) = p.progress
                         {
                             st.progress.remove(&t);
@@ -456,7 +612,7 @@ impl HubSession {
             let ours = hub
                 .state
                 .lock()
-                .map(|mut st| st.server_requests.remove(&id).is_some())
+                .map(|mut st| st.answered(&id).is_some())
                 .unwrap_or(false);
             if ours {
                 hub.send_upstream(msg);
@@ -566,7 +722,7 @@ impl HubSession {
                 None => None,
             };
             let seq = up;
-            st.pending.insert(
+            st.pend(
                 up,
                 Pending {
                     session: self.id,
@@ -641,41 +797,10 @@ impl HubSession {
         let hub = &self.hub;
         let had_roots = self.has_capability("roots");
         let Ok(mut st) = hub.state.lock() else { return };
-        st.sessions.remove(&self.id);
-        st.asked_clients.retain(|(s, _), _| *s != self.id);
+        hub.end_session(&mut st, self.id);
         if had_roots && !st.sessions.is_empty() {
             hub.send_upstream(Message::notification(
                 "notifications/roots/list_changed",
-                None,
-            ));
-        }
-        let mine: Vec<u64> = st
-            .pending
-            .iter()
-            .filter(|(_, p)| p.session == self.id)
-            .map(|(k, _)| *k)
-            .collect();
-        for up in mine {
-            if let Some(p) = st.pending.remove(&up) {
-                st.by_client.remove(&(self.id, p.client_id));
-                if let Some(t) = p.progress {
-                    st.progress.remove(&t);
-                }
-            }
-            hub.send_upstream(cancelled(&Id::number(up), "the client went away"));
-        }
-        let asked: Vec<Id> = st
-            .server_requests
-            .iter()
-            .filter(|(_, s)| **s == self.id)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in asked {
-            st.server_requests.remove(&id);
-            hub.send_upstream(Message::error(
-                id,
-                code::INTERNAL_ERROR,
-                "the client went away",
                 None,
             ));
         }
@@ -723,7 +848,7 @@ fn fail_pending(hub: &Hub, which: impl Fn(&Pending) -> bool, reason: &str) {
         .map(|(k, _)| *k)
         .collect();
     for up in ids {
-        if let Some(p) = st.pending.remove(&up) {
+        if let Some(p) = st.unpend(up) {
             st.by_client.remove(&(p.session, p.client_id.clone()));
             if let Some(t) = p.progress {
                 st.progress.remove(&t);
@@ -739,11 +864,8 @@ fn fail_pending(hub: &Hub, which: impl Fn(&Pending) -> bool, reason: &str) {
     }
 }
 
-async fn read_upstream(
-    hub: Arc<Hub>,
-    mut rx: mpsc::Receiver<Inbound>,
-    status: watch::Sender<Status>,
-) {
+/// Read the server's link until it ends; why it ended.
+async fn read_upstream(hub: Arc<Hub>, mut rx: mpsc::Receiver<Inbound>) -> String {
     let timeout = hub.options.request_timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -759,16 +881,8 @@ async fn read_upstream(
                 hub.health.reached();
                 route_inbound(&hub, msg, related)
             }
-            Some(Inbound::Closed(reason)) => {
-                close_all(&hub, &status, reason);
-                restart_later(hub, status);
-                return;
-            }
-            None => {
-                close_all(&hub, &status, "the server link ended".into());
-                restart_later(hub, status);
-                return;
-            }
+            Some(Inbound::Closed(reason)) => return reason,
+            None => return "the server link ended".into(),
         }
     }
 }
@@ -776,59 +890,6 @@ async fn read_upstream(
 /// The first wait before starting a server again, and the longest.
 const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_CAP: Duration = Duration::from_secs(60);
-
-/// Start the server again, with exponential backoff, unless the hub is shutting down.
-/// Sessions stay attached; once the server is back they are told that its lists may have
-/// changed, and their subscriptions and log level are set up again.
-fn restart_later(hub: Arc<Hub>, status: watch::Sender<Status>) {
-    let Some(target) = hub.target.clone() else {
-        return;
-    };
-    if hub.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-        return;
-    }
-    if let Ok(mut tx) = hub.tx.write() {
-        tx.take();
-    }
-    tokio::spawn(async move {
-        let mut wait = RESTART_FIRST;
-        loop {
-            tokio::time::sleep(wait).await;
-            if hub.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            let attempt = match transport::connect(&target, hub.options.limits).await {
-                Ok(conn) => hub.bring_up(conn, &target, &status).await,
-                Err(e) => Err(e.to_string()),
-            };
-            match attempt {
-                Ok(answer) => {
-                    let n = hub
-                        .restarts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        + 1;
-                    tracing::info!(server = %hub.label, restarts = n, "server started again");
-                    status.send_replace(Status::Ready(Arc::new(answer)));
-                    hub.after_restart();
-                    return;
-                }
-                Err(e) => {
-                    hub.health.failed(&e);
-                    tracing::warn!(
-                        server = %hub.label,
-                        "starting the server again failed: {e}; next try in {}s",
-                        (wait * 2).min(RESTART_CAP).as_secs()
-                    );
-                    status.send_replace(Status::Failed(e));
-                    if let Ok(mut tx) = hub.tx.write() {
-                        tx.take();
-                    }
-                    wait = (wait * 2).min(RESTART_CAP);
-                }
-            }
-        }
-    });
-}
 
 impl Hub {
     /// A new server process knows nothing of the old one's subscriptions and log level, and
@@ -893,7 +954,7 @@ fn expire(hub: &Hub) {
         .map(|(k, _)| *k)
         .collect();
     for up in ids {
-        let Some(p) = st.pending.remove(&up) else {
+        let Some(p) = st.unpend(up) else {
             continue;
         };
         st.by_client.remove(&(p.session, p.client_id.clone()));
@@ -925,7 +986,7 @@ fn route_inbound(hub: &Hub, mut msg: Message, related: Option<Id>) {
             let _ = waiter.send(msg);
             return;
         }
-        let Some(p) = st.pending.remove(&up) else {
+        let Some(p) = st.unpend(up) else {
             return;
         };
         st.by_client.remove(&(p.session, p.client_id.clone()));
@@ -961,7 +1022,7 @@ fn route_inbound(hub: &Hub, mut msg: Message, related: Option<Id>) {
             let Some(id) = msg.cancelled_request_id() else {
                 return;
             };
-            if let Some(session) = st.server_requests.remove(&id) {
+            if let Some(session) = st.answered(&id) {
                 hub.deliver(&mut st, session, msg, None);
             }
         }
@@ -1032,14 +1093,6 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) 
                 .is_some_and(|e| e.capabilities.get(c).is_some())
         })
     };
-    // The session whose request the server is working on; the latest one if several are.
-    let mut busy: Vec<&Pending> = st
-        .pending
-        .values()
-        .filter(|p| st.sessions.contains_key(&p.session))
-        .collect();
-    // Calls that can ask before listings, the latest first.
-    busy.sort_by_key(|p| (std::cmp::Reverse(p.interactive), std::cmp::Reverse(p.seq)));
     // A server request during a call goes to a per-request client even when it lacks the
     // capability: it then refuses its call with "missing capability".
     let can_busy = |s: &u64| can(s) || st.sessions.get(s).is_some_and(|e| e.per_request);
@@ -1057,7 +1110,13 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) 
                     return gather_roots(hub, st, id, capable);
                 }
             }
-            busy.iter()
+            // The session whose request the server is working on: the latest call that can
+            // ask, else the latest listing (walked from the newest; one step in the usual case).
+            st.recency
+                .iter()
+                .rev()
+                .filter_map(|(_, up)| st.pending.get(up))
+                .filter(|p| st.sessions.contains_key(&p.session))
                 .find(|p| can_busy(&p.session))
                 .map(|p| (p.session, Some(p.client_id.clone())))
                 .or_else(|| {
@@ -1085,7 +1144,7 @@ fn server_request(hub: &Hub, st: &mut State, msg: Message, related: Option<Id>) 
     {
         p.deadline = hub.options.request_timeout.map(|t| Instant::now() + t);
     }
-    st.server_requests.insert(id, session);
+    st.asked(id, session);
     hub.deliver(st, session, msg, related);
 }
 

@@ -38,6 +38,80 @@ impl Outgoing {
 pub enum SessionTx {
     Queue(queue::QueueTx),
     Direct(Arc<dyn Fn(Outgoing) -> Filed + Send + Sync>),
+    /// A client's own: repeated list-changed notifications are coalesced on their way.
+    Coalesced(Arc<Coalescer>),
+}
+
+/// How often, at most, one client is told that one list changed (`--list-changed-interval`).
+static LIST_CHANGED_INTERVAL_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(250);
+
+/// Set how often one client may be told that one list changed.
+pub fn set_list_changed_interval(every: Duration) {
+    LIST_CHANGED_INTERVAL_MS.store(
+        every.as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+const LIST_KINDS: [&str; 3] = [
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+];
+
+/// Lets at most one `list_changed` per list through per interval: a server that says its
+/// list changed a thousand times a second makes its client list again a few times a second.
+/// One that comes too soon is held, and sent when the interval is over (once, however many
+/// came meanwhile), so the last change is always told.
+pub struct Coalescer {
+    inner: SessionTx,
+    lists: std::sync::Mutex<[(Option<std::time::Instant>, bool); 3]>,
+}
+
+impl Coalescer {
+    /// Whether `o` goes on now (else it was held or dropped as a repeat).
+    fn admit(self: &Arc<Self>, o: &Outgoing) -> bool {
+        let Some(kind) = o
+            .msg
+            .method()
+            .and_then(|m| LIST_KINDS.iter().position(|k| *k == m))
+        else {
+            return true;
+        };
+        let every = Duration::from_millis(
+            LIST_CHANGED_INTERVAL_MS.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let now = std::time::Instant::now();
+        let Ok(mut lists) = self.lists.lock() else {
+            return true;
+        };
+        let (last, held) = &mut lists[kind];
+        match *last {
+            Some(t) if now.duration_since(t) < every => {
+                if !*held {
+                    *held = true;
+                    let due = t + every;
+                    let me = self.clone();
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            tokio::time::sleep_until(due.into()).await;
+                            if let Ok(mut lists) = me.lists.lock() {
+                                lists[kind] = (Some(std::time::Instant::now()), false);
+                            }
+                            let n = Message::notification(LIST_KINDS[kind], None);
+                            let _ = me.inner.try_send(Outgoing::new(n, None));
+                        });
+                    }
+                }
+                false
+            }
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
 }
 
 /// What became of a message handed to [`SessionTx::Direct`].
@@ -61,6 +135,14 @@ impl SessionTx {
         SessionTx::Direct(Arc::new(f))
     }
 
+    /// `inner`, with repeated list-changed notifications coalesced (for a client's session).
+    pub fn coalesced(inner: SessionTx) -> Self {
+        SessionTx::Coalesced(Arc::new(Coalescer {
+            inner,
+            lists: Default::default(),
+        }))
+    }
+
     /// Hand over a message without waiting. A queue that is full has ended: the client is
     /// not reading.
     pub fn try_send(&self, o: Outgoing) -> Result<(), SendError> {
@@ -70,6 +152,13 @@ impl SessionTx {
                 Filed::Yes => Ok(()),
                 Filed::Closed => Err(SendError::Closed),
             },
+            SessionTx::Coalesced(c) => {
+                if c.admit(&o) {
+                    c.inner.try_send(o)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -81,6 +170,13 @@ impl SessionTx {
                 Filed::Yes => Ok(()),
                 Filed::Closed => Err(()),
             },
+            SessionTx::Coalesced(c) => {
+                if c.admit(&o) {
+                    Box::pin(c.inner.send(o)).await
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 }

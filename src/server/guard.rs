@@ -106,9 +106,10 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
     if !guard.host_ok(host.as_deref()) {
-        tracing::warn!(
-            host = host.as_deref().unwrap_or(""),
-            "refused request: Host not allowed"
+        crate::warn_throttled!(
+            "guard:host",
+            "refused a request: Host `{}` not allowed (see --allow-host)",
+            host.as_deref().unwrap_or("")
         );
         return forbidden("Host not allowed (see --allow-host)");
     }
@@ -124,7 +125,10 @@ pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
         return next.run(req).await;
     };
     if !guard.origin_ok(&origin) {
-        tracing::warn!(origin = %origin, "refused request: Origin not allowed");
+        crate::warn_throttled!(
+            "guard:origin",
+            "refused a request: Origin `{origin}` not allowed (see --allow-origin)"
+        );
         return forbidden("Origin not allowed (see --allow-origin)");
     }
     let cors = guard.cors_ok(&origin);

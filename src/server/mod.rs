@@ -34,6 +34,9 @@ pub struct HttpOptions {
     pub shutdown_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most sessions at once (per server), and most per-client server processes.
+    pub max_sessions: usize,
+    pub max_processes: usize,
     /// How long a request's headers may take to arrive (and a kept-alive connection may idle).
     pub header_timeout: Duration,
     /// How long a request's body may take to arrive.
@@ -326,6 +329,52 @@ async fn status(
         serde_json::json!({ "servers": servers }).to_string(),
     )
         .into_response()
+}
+
+/// Make room for one more session of `state`'s server: under `--max-sessions` (and, for a
+/// `--per-client` command, `--max-processes`) there is room; at the cap, the session idle the
+/// longest is ended; when none is idle, the new one is refused with HTTP 503.
+pub fn make_room(state: &AppState) -> Result<(), axum::response::Response> {
+    use axum::response::IntoResponse;
+    let per_client = matches!(
+        &state.backend,
+        Backend::PerSession { target, .. } if matches!(**target, crate::transport::Target::Command(_))
+    );
+    let (cap, flag) = if per_client && state.options.max_processes < state.options.max_sessions {
+        (state.options.max_processes, "--max-processes")
+    } else {
+        (state.options.max_sessions, "--max-sessions")
+    };
+    if state.streamable.len() + state.sse.len() < cap {
+        return Ok(());
+    }
+    if let Some(old) = state.streamable.evict_idle() {
+        crate::warn_throttled!(
+            "session-cap",
+            "{cap} sessions open ({flag}); the one idle the longest was ended to make room"
+        );
+        tokio::spawn(async move { old.close().await });
+        return Ok(());
+    }
+    crate::warn_throttled!(
+        "session-cap-full",
+        "{cap} sessions open ({flag}) and all busy; a new session was refused"
+    );
+    let body = crate::jsonrpc::Message::error(
+        crate::jsonrpc::Id::null(),
+        crate::jsonrpc::code::UPSTREAM_UNAVAILABLE,
+        &format!("too many sessions: {cap} are open and busy ({flag}); try again later"),
+        None,
+    );
+    Err((
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (http::header::CONTENT_TYPE, "application/json"),
+            (http::header::RETRY_AFTER, "5"),
+        ],
+        body.to_json(),
+    )
+        .into_response())
 }
 
 /// A new random session id (128 bits, hex).

@@ -18,6 +18,44 @@ use http::{HeaderMap, StatusCode, header};
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Route>>>,
+    /// Batches of requests whose answers go out together, by session.
+    batches: Mutex<HashMap<String, Arc<Batches>>>,
+}
+
+/// The batches of one SSE session still waiting for answers: each is answered in one event,
+/// as one JSON array, once all its requests are answered.
+#[derive(Default)]
+struct Batches {
+    open: Mutex<Vec<Batch>>,
+}
+
+struct Batch {
+    waiting: std::collections::HashSet<crate::jsonrpc::Id>,
+    answers: Vec<Message>,
+}
+
+impl Batches {
+    /// Keep `m` if it answers a request of an open batch; the whole batch when it was the
+    /// last answer it waited for.
+    fn take(&self, m: Message) -> Result<Option<Vec<Message>>, Message> {
+        if !m.is_response() {
+            return Err(m);
+        }
+        let Some(id) = m.id() else { return Err(m) };
+        let Ok(mut open) = self.open.lock() else {
+            return Err(m);
+        };
+        let Some(at) = open.iter().position(|b| b.waiting.contains(&id)) else {
+            return Err(m);
+        };
+        let b = &mut open[at];
+        b.waiting.remove(&id);
+        b.answers.push(m);
+        if b.waiting.is_empty() {
+            return Ok(Some(open.remove(at).answers));
+        }
+        Ok(None)
+    }
 }
 
 impl Sessions {
@@ -47,6 +85,9 @@ struct SessionEnd {
 
 impl Drop for SessionEnd {
     fn drop(&mut self) {
+        if let Ok(mut b) = self.state.sse.batches.lock() {
+            b.remove(&self.id);
+        }
         let route = self
             .state
             .sse
@@ -73,16 +114,25 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         )
             .into_response();
     }
+    if let Err(full) = super::make_room(&state) {
+        return full;
+    }
     let (tx, rx) = client_queue(state.options.client_buffer);
     let ended = tx.ended();
     let route = match state
         .backend
-        .open_curated(SessionTx::Queue(tx.clone()), state.curation.as_ref())
+        .open_curated(
+            SessionTx::coalesced(SessionTx::Queue(tx.clone())),
+            state.curation.as_ref(),
+        )
         .await
     {
         Ok(r) => Arc::new(r),
         Err(e) => {
-            tracing::error!("{e}");
+            crate::warn_throttled!(
+                "open-failed",
+                "a client's session could not reach its server: {e}"
+            );
             return (
                 StatusCode::BAD_GATEWAY,
                 format!("cannot reach the server: {e}"),
@@ -93,6 +143,10 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     let id = super::new_session_id();
     if let Ok(mut m) = state.sse.map.lock() {
         m.insert(id.clone(), route);
+    }
+    let batches: Arc<Batches> = Default::default();
+    if let Ok(mut b) = state.sse.batches.lock() {
+        b.insert(id.clone(), batches.clone());
     }
     // A client that stops reading overflows its queue: its session ends then, whether or not
     // its stream is still being written.
@@ -107,7 +161,10 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             let route = state.sse.map.lock().ok().and_then(|mut m| m.remove(&id));
             if let Some(route) = route {
                 if let Some(why) = tx.end_reason().filter(|w| w != "closed") {
-                    tracing::warn!(session = %id, "SSE session ended: {why} (--client-buffer)");
+                    crate::warn_throttled!(
+                        "sse-not-reading",
+                        "SSE session {id} ended: {why} (--client-buffer)"
+                    );
                 }
                 route.close().await;
             }
@@ -123,6 +180,7 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         rx: QueueRx,
         first: Option<Bytes>,
         out: std::collections::VecDeque<Bytes>,
+        batches: Arc<Batches>,
         end: SessionEnd,
     }
     let stream = futures_util::stream::unfold(
@@ -130,6 +188,7 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             rx,
             first: Some(first),
             out: Default::default(),
+            batches,
             end,
         },
         |mut st| async move {
@@ -144,9 +203,18 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
                 o = st.rx.recv() => {
                     let o = o?;
                     let mut out = crate::jsonrpc::Pieces::new();
-                    sse_body::message_event(&mut out, None, &o.msg);
+                    let add = |m: Message, out: &mut crate::jsonrpc::Pieces| match st.batches.take(m) {
+                        Err(m) => sse_body::message_event(out, None, &m),
+                        Ok(Some(all)) => sse_body::batch_event(out, &all),
+                        Ok(None) => {}
+                    };
+                    add(o.msg, &mut out);
                     while let Some(more) = st.rx.try_recv() {
-                        sse_body::message_event(&mut out, None, &more.msg);
+                        add(more.msg, &mut out);
+                    }
+                    if out.is_empty() {
+                        // Held for its batch: nothing to write yet.
+                        return Some((Ok(Bytes::new()), st));
                     }
                     st.out = out.into_parts().into();
                     let b = st.out.pop_front()?;
@@ -189,6 +257,28 @@ pub async fn message(
     };
     match Message::parse(body) {
         Ok(p) => {
+            if let crate::jsonrpc::Payload::Batch(all) = &p {
+                let waiting: std::collections::HashSet<_> = all
+                    .iter()
+                    .filter(|m| m.is_request())
+                    .filter_map(Message::id)
+                    .collect();
+                let batches = state
+                    .sse
+                    .batches
+                    .lock()
+                    .ok()
+                    .and_then(|b| b.get(&id).cloned());
+                if let Some(b) = batches
+                    && !waiting.is_empty()
+                    && let Ok(mut open) = b.open.lock()
+                {
+                    open.push(Batch {
+                        waiting,
+                        answers: vec![],
+                    });
+                }
+            }
             for m in p.into_messages() {
                 route.send(m).await;
             }

@@ -34,6 +34,18 @@ pub fn event(name: Option<&str>, id: Option<&str>, data: &str) -> Bytes {
 
 pub const PING: &[u8] = b": keep-alive\n\n";
 
+/// The answers to a batch as one event: one JSON array.
+pub fn batch_event(out: &mut crate::jsonrpc::Pieces, all: &[crate::jsonrpc::Message]) {
+    out.text("event: message\ndata: [");
+    for (i, m) in all.iter().enumerate() {
+        if i > 0 {
+            out.text(",");
+        }
+        out.message(m);
+    }
+    out.text("]\n\n");
+}
+
 /// A message as one event, added to `out`: its JSON text is one `data:` line (the message is
 /// written as one line), and large payloads are not copied.
 pub fn message_event(

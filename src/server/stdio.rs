@@ -120,7 +120,7 @@ impl Session {
             let (tx, mut rx) = client_queue(self.client_buffer);
             let ended = tx.ended();
             let opened = tokio::select! {
-                r = self.backend.open_curated(SessionTx::Queue(tx.clone()), self.curation.as_ref()) => r,
+                r = self.backend.open_curated(SessionTx::coalesced(SessionTx::Queue(tx.clone())), self.curation.as_ref()) => r,
                 _ = shutdown.cancelled() => Err(Unavailable::from("the proxy is shutting down".to_owned())),
             };
             match opened {

@@ -34,6 +34,17 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Remove the session idle the longest (no request waiting, no stream open), if any.
+    pub fn evict_idle(&self) -> Option<Arc<Session>> {
+        let mut map = self.map.lock().ok()?;
+        let id = map
+            .values()
+            .filter(|s| s.idle())
+            .min_by_key(|s| s.last_active())
+            .map(|s| s.id.clone())?;
+        map.remove(&id)
+    }
+
     fn get(&self, id: &str) -> Option<Arc<Session>> {
         self.map.lock().ok()?.get(id).cloned()
     }
@@ -170,7 +181,7 @@ impl Session {
         }
     }
 
-    async fn close(&self) {
+    pub async fn close(&self) {
         self.closed.cancel();
         let route = self.route.lock().ok().and_then(|mut r| r.take());
         if let Some(r) = route {
@@ -217,7 +228,11 @@ impl Session {
         {
             dropped = n;
             if target == STANDALONE && seq >= buf.delivered {
-                tracing::warn!(session = %self.id, "client is not reading its stream; dropped the oldest message (--replay-buffer)");
+                crate::warn_throttled!(
+                    format!("replay:{}", self.id),
+                    "session {}: the client is not reading its stream; dropped the oldest message (--replay-buffer)",
+                    self.id
+                );
             }
         }
         buf.notify.notify_one();
@@ -234,9 +249,10 @@ impl Session {
             }
             inner.bytes = 0;
             drop(inner);
-            tracing::warn!(
-                session = %self.id,
-                "the client is not reading its streams ({held} bytes waiting, more than --client-buffer {}); ending its session",
+            crate::warn_throttled!(
+                "session-not-reading",
+                "session {}: the client is not reading its streams ({held} bytes waiting, more than --client-buffer {}); ending its session",
+                self.id,
                 self.client_buffer
             );
             self.end();
@@ -276,6 +292,19 @@ impl Session {
             }
         }
         sid
+    }
+
+    /// Whether nothing of the session is going on: no request waits, no stream is open.
+    pub fn idle(&self) -> bool {
+        self.writers.load(std::sync::atomic::Ordering::Relaxed) == 0 && !self.busy()
+    }
+
+    /// When the client last did anything.
+    pub fn last_active(&self) -> Instant {
+        self.last_active
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Instant::now())
     }
 
     /// Whether a request of the client's is still waiting for its answer.
@@ -547,10 +576,20 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     if !has_init && let Err(r) = check_version(&headers) {
         return r;
     }
+    if has_init
+        && !state.options.stateless
+        && let Err(full) = super::make_room(&state)
+    {
+        return full;
+    }
     let (session, new_session) = if state.options.stateless || has_init {
         match new_session(&state).await {
             Ok(s) => (s, true),
             Err(why) => {
+                crate::warn_throttled!(
+                    "open-failed",
+                    "a client's session could not reach its server: {why}"
+                );
                 let answers: Vec<Message> = messages.iter().filter_map(|m| why.answer(m)).collect();
                 return json_response(StatusCode::OK, &answers, is_batch, None);
             }
@@ -963,7 +1002,7 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, crate::route
     };
     let route = state
         .backend
-        .open_curated(sink, state.curation.as_ref())
+        .open_curated(SessionTx::coalesced(sink), state.curation.as_ref())
         .await?;
     let mut streams = HashMap::new();
     streams.insert(STANDALONE, StreamBuf::new(HashSet::new()));

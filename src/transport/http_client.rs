@@ -44,7 +44,12 @@ impl HttpContext {
 
     /// Answer `msg` (when it is a request) with an error: it could not be delivered.
     pub async fn fail(&self, msg: &Message, reason: &str) {
-        tracing::warn!(method = msg.method().unwrap_or(""), "{reason}");
+        crate::warn_throttled!(
+            format!("fail:{}", self.spec.url.host_str().unwrap_or("")),
+            "{} ({})",
+            reason,
+            msg.method().unwrap_or("an answer")
+        );
         if let Some(answer) = super::undeliverable(msg, reason) {
             self.deliver(answer, None).await;
         }
@@ -97,7 +102,10 @@ impl HttpContext {
 pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectError> {
     let (ctx, in_rx) = HttpContext::new(spec, limits)?;
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
-    let describe = Arc::new(std::sync::Mutex::new(format!("http ({})", spec.url)));
+    let describe = Arc::new(std::sync::Mutex::new(format!(
+        "http ({})",
+        super::redact_url(&spec.url)
+    )));
     let task = tokio::spawn(run(ctx, out_rx, describe.clone()));
     Ok(Connection::over_http(out_tx, in_rx, task, describe))
 }
@@ -133,18 +141,21 @@ async fn run(
             Mode::Undecided => {
                 let link = StreamableLink::new(ctx.clone());
                 match link.probe(msg).await {
+                    // The next message tries again.
+                    PostOutcome::Unreached => {}
                     PostOutcome::Done => {
-                        tracing::info!(url = %ctx.spec.url, "server speaks Streamable HTTP");
-                        set_describe(format!("streamable-http ({})", ctx.spec.url));
+                        let url = super::redact_url(&ctx.spec.url);
+                        tracing::info!(url = %url, "server speaks Streamable HTTP");
+                        set_describe(format!("streamable-http ({url})"));
                         ctx.spec.health.set_transport("streamable-http");
                         mode = Mode::Streamable(link);
                     }
                     PostOutcome::Refused(msg, status) => {
                         tracing::info!(
-                            url = %ctx.spec.url,
+                            url = %super::redact_url(&ctx.spec.url),
                             "POST answered HTTP {status}; trying HTTP+SSE (revision 2024-11-05)"
                         );
-                        set_describe(format!("sse ({})", ctx.spec.url));
+                        set_describe(format!("sse ({})", super::redact_url(&ctx.spec.url)));
                         ctx.spec.health.set_transport("sse");
                         let sse = SseLink::new(ctx.clone());
                         sse.send(msg).await;

@@ -45,7 +45,44 @@ impl Target {
         match self {
             Target::Command(c) if !c.name.is_empty() => c.name.clone(),
             Target::Command(c) => c.program.clone(),
-            Target::Url(u) => u.url.to_string(),
+            Target::Url(u) => redact_url(&u.url),
+        }
+    }
+}
+
+/// A URL as logs, errors and `/status` may show it: user info and query values (where keys
+/// and tokens are often put) replaced by `***`, no fragment.
+pub fn redact_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    u.set_fragment(None);
+    if !u.username().is_empty() || u.password().is_some() {
+        let _ = u.set_password(None);
+        let _ = u.set_username("***");
+    }
+    if u.query().is_some() {
+        let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        if names.is_empty() {
+            u.set_query(Some("***"));
+        } else {
+            let hidden: Vec<String> = names.iter().map(|k| format!("{k}=***")).collect();
+            u.set_query(Some(&hidden.join("&")));
+        }
+    }
+    u.to_string()
+}
+
+/// A URL the user wrote, as logs and errors may show it (see [`redact_url`]); text that is
+/// not a URL is shown up to its first `?` or `@`-less part.
+pub fn redact_text(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(u) => redact_url(&u),
+        Err(_) => {
+            let cut = text.find(['?', '@', '#']).unwrap_or(text.len());
+            if cut < text.len() {
+                format!("{}***", &text[..cut])
+            } else {
+                text.to_owned()
+            }
         }
     }
 }
@@ -192,5 +229,26 @@ impl InFlight {
             .drain()
             .map(|(id, ())| Message::error(id, code::UPSTREAM_UNAVAILABLE, reason, None))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_urls_are_never_shown() {
+        let u =
+            reqwest::Url::parse("https://user:s3cret@host:8443/mcp?key=s3cret&x=1#frag").unwrap();
+        let shown = redact_url(&u);
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("user") && !shown.contains("frag"),
+            "{shown}"
+        );
+        assert_eq!(shown, "https://***@host:8443/mcp?key=***&x=***");
+        assert_eq!(redact_text("ftp://a:b@h/p?k=v"), "ftp://***@h/p?k=***");
+        assert_eq!(redact_text("not a url?key=s3cret"), "not a url***");
+        let plain = reqwest::Url::parse("http://127.0.0.1:9/mcp").unwrap();
+        assert_eq!(redact_url(&plain), "http://127.0.0.1:9/mcp");
     }
 }

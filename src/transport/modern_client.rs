@@ -171,7 +171,7 @@ pub fn connect(spec: &UrlSpec, limits: Limits) -> Result<Connection, ConnectErro
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
     let describe = Arc::new(std::sync::Mutex::new(format!(
         "streamable-http {MODERN} ({})",
-        spec.url
+        super::redact_url(&spec.url)
     )));
     spec.health.set_transport("streamable-http");
     let task = tokio::spawn(run(ctx, out_rx));
@@ -285,7 +285,10 @@ async fn exchange(ctx: &HttpContext, tools: &ToolHeaders, msg: Message) {
                     return;
                 }
             }
-            Err(e) => tracing::warn!("unreadable event from the server: {e:?}"),
+            Err(e) => crate::warn_throttled!(
+                format!("unreadable:{}", ctx.spec.url.host_str().unwrap_or("")),
+                "unreadable event from the server: {e:?}"
+            ),
         }
     }
     ctx.fail(&msg, "the response stream ended without an answer")
@@ -325,7 +328,10 @@ fn learn(tools: &ToolHeaders, request: &Message, mut answer: Message) -> Message
         return answer;
     }
     for (name, why) in &invalid {
-        tracing::warn!(tool = %name, "tool left out: {why}");
+        crate::warn_throttled!(
+            format!("tool-left-out:{name}"),
+            "tool `{name}` left out: {why}"
+        );
     }
     if let Some(list) = result.get("tools").and_then(Value::as_array) {
         let kept: Vec<&Value> = list

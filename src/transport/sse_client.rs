@@ -140,6 +140,7 @@ impl SseLink {
     /// GET the stream and wait for its `endpoint` event.
     async fn open(&self) -> Result<Stream, String> {
         let url = &self.ctx.spec.url;
+        let shown = super::redact_url(url);
         let resp = self
             .ctx
             .client
@@ -155,12 +156,12 @@ impl SseLink {
         if !resp.status().is_success() {
             let status = resp.status();
             return Err(format!(
-                "GET {url} answered HTTP {status}: {}",
+                "GET {shown} answered HTTP {status}: {}",
                 body_excerpt(resp).await
             ));
         }
         if !content_type_is(&resp, "text/event-stream") {
-            return Err(format!("GET {url} did not answer with an event stream"));
+            return Err(format!("GET {shown} did not answer with an event stream"));
         }
         let mut events = sse_events(resp, self.ctx.limits.max_message_size);
         let wait = self.ctx.spec.connect_timeout.max(Duration::from_secs(5));
@@ -174,7 +175,12 @@ impl SseLink {
             Err("stream closed before the `endpoint` event".to_owned())
         })
         .await
-        .map_err(|_| format!("no `endpoint` event from {url} within {}s", wait.as_secs()))??;
+        .map_err(|_| {
+            format!(
+                "no `endpoint` event from {shown} within {}s",
+                wait.as_secs()
+            )
+        })??;
         let endpoint = url
             .join(endpoint.trim())
             .map_err(|e| format!("invalid endpoint `{endpoint}`: {e}"))?;
@@ -184,7 +190,7 @@ impl SseLink {
                 endpoint.origin().ascii_serialization()
             ));
         }
-        tracing::debug!(%endpoint, "SSE session open");
+        tracing::debug!(endpoint = %super::redact_url(&endpoint), "SSE session open");
         let alive = self.closed.child_token();
         let reader_alive = alive.clone();
         let ctx = self.ctx.clone();
@@ -218,7 +224,10 @@ impl SseLink {
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!("server sent an event that is not JSON-RPC: {e}")
+                                crate::warn_throttled!(
+                                    "event-not-json",
+                                    "server sent an event that is not JSON-RPC: {e}"
+                                )
                             }
                         }
                     }

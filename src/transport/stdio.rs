@@ -18,6 +18,9 @@ const DEFAULT_ENV: &[&str] = &[
     "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR",
 ];
 
+/// Lines of a server's stderr logged per ten seconds, at most (the rest are counted).
+const STDERR_LINES: u32 = 200;
+
 /// One line read with a size limit.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
@@ -268,6 +271,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
     let describe = Arc::new(std::sync::Mutex::new(format!("stdio ({})", spec.program)));
 
     let name = spec.name.clone();
+    let stderr_key = format!("stderr:{name}");
     let quiet: Arc<std::sync::atomic::AtomicBool> = Default::default();
     let hush = quiet.clone();
     tokio::spawn(async move {
@@ -277,7 +281,11 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
                 let text = String::from_utf8_lossy(&bytes);
                 if hush.load(std::sync::atomic::Ordering::Relaxed) {
                     tracing::debug!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
-                } else {
+                } else if let Some(held) = crate::throttle::allow_within(&stderr_key, STDERR_LINES)
+                {
+                    if held > 0 {
+                        tracing::info!(target: "mcp_proxy::server_stderr", "[{name}] ({held} lines of its stderr not logged)");
+                    }
                     tracing::info!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
                 }
             }
@@ -286,6 +294,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
 
     let reader_tx = in_tx.clone();
     let max = limits.max_message_size;
+    let server = spec.name.clone();
     let reader = tokio::spawn(async move {
         let mut r = BufReader::with_capacity(256 * 1024, stdout);
         loop {
@@ -307,14 +316,16 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
                         Err(e) => {
                             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
                                 .into_owned();
-                            tracing::warn!(
-                                "server wrote a line that is not JSON-RPC ({e}): {text}"
+                            crate::warn_throttled!(
+                                format!("not-json:{server}"),
+                                "server {server} wrote a line that is not JSON-RPC ({e}): {text}"
                             );
                         }
                     }
                 }
-                Ok(Some(Line::TooLong { len: n, .. })) => tracing::error!(
-                    "server sent a message of {n} bytes, over --max-message-size ({max}); dropped"
+                Ok(Some(Line::TooLong { len: n, .. })) => crate::warn_throttled!(
+                    format!("too-long:{server}"),
+                    "server {server} sent a message of {n} bytes, over --max-message-size ({max}); dropped"
                 ),
                 Ok(None) => return,
                 Err(e) => {

@@ -45,6 +45,9 @@ struct Shared {
 /// What a POST came to.
 pub enum PostOutcome {
     Done,
+    /// The server could not be reached (the message was answered with the error): nothing
+    /// was learnt of its transport.
+    Unreached,
     /// The server refused the POST in a way that means "not Streamable HTTP" (probe only).
     Refused(Message, StatusCode),
 }
@@ -95,8 +98,13 @@ impl StreamableLink {
                 PostOutcome::Refused(msg, s)
             }
             sent => {
+                let unreached = matches!(sent, Sent::Failed(_));
                 handle_sent(&self.shared, msg, sent, 0).await;
-                PostOutcome::Done
+                if unreached {
+                    PostOutcome::Unreached
+                } else {
+                    PostOutcome::Done
+                }
             }
         }
     }
@@ -184,6 +192,7 @@ fn sent_outcome(sent: &Sent) -> Result<StatusCode, String> {
 }
 
 pub fn describe_reqwest(e: &reqwest::Error, url: &reqwest::Url) -> String {
+    let url = super::redact_url(url);
     if e.is_connect() {
         format!("cannot connect to {url}: {}", root_cause(e))
     } else if e.is_timeout() {
@@ -415,7 +424,10 @@ async fn read_stream(
                             return StreamEnd::Answered;
                         }
                     }
-                    Err(e) => tracing::warn!("server sent an event that is not JSON-RPC: {e}"),
+                    Err(e) => crate::warn_throttled!(
+                        "event-not-json",
+                        "server sent an event that is not JSON-RPC: {e}"
+                    ),
                 }
             }
         }
@@ -542,7 +554,10 @@ fn start_get_stream(shared: &Arc<Shared>) -> tokio::sync::oneshot::Receiver<()> 
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!("server sent an event that is not JSON-RPC: {e}")
+                                crate::warn_throttled!(
+                                    "event-not-json",
+                                    "server sent an event that is not JSON-RPC: {e}"
+                                )
                             }
                         }
                     }
