@@ -334,6 +334,7 @@ async fn status(
 /// Make room for one more session of `state`'s server: under `--max-sessions` (and, for a
 /// `--per-client` command, `--max-processes`) there is room; at the cap, the session idle the
 /// longest is ended; when none is idle, the new one is refused with HTTP 503.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
 pub fn make_room(state: &AppState) -> Result<(), axum::response::Response> {
     use axum::response::IntoResponse;
     let per_client = matches!(
