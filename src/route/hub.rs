@@ -153,6 +153,8 @@ pub struct Hub {
     label: String,
     /// Whether it can be reached, and when it last was (for `/status`).
     health: Arc<crate::health::Health>,
+    /// Why the last link ended, for what waits on it.
+    ended: Mutex<Option<String>>,
 }
 
 impl Hub {
@@ -192,6 +194,7 @@ impl Hub {
             pid: Default::default(),
             up_since: Default::default(),
             label: target.as_ref().map(Target::label).unwrap_or_default(),
+            ended: Default::default(),
             health: match &target {
                 Some(Target::Url(u)) => u.health.0.clone().unwrap_or_default(),
                 _ => {
@@ -229,6 +232,9 @@ impl Hub {
         }
         if let Ok(mut t) = self.conn_task.lock() {
             *t = Some(conn.task);
+        }
+        if let Ok(mut e) = self.ended.lock() {
+            *e = None;
         }
         let reader = tokio::spawn(read_upstream(self.clone(), conn.rx));
         match self.initialize().await {
@@ -441,6 +447,9 @@ impl Hub {
     }
 
     fn closed_reason(&self) -> String {
+        if let Some(why) = self.ended.lock().ok().and_then(|e| e.clone()) {
+            return why;
+        }
         match self.status() {
             Status::Failed(r) => r,
             _ => "the server link is closed".to_owned(),
@@ -881,10 +890,21 @@ async fn read_upstream(hub: Arc<Hub>, mut rx: mpsc::Receiver<Inbound>) -> String
                 hub.health.reached();
                 route_inbound(&hub, msg, related)
             }
-            Some(Inbound::Closed(reason)) => return reason,
-            None => return "the server link ended".into(),
+            Some(Inbound::Closed(reason)) => return link_ended(&hub, reason),
+            None => return link_ended(&hub, "the server link ended".into()),
         }
     }
+}
+
+/// The link ended: what waits on it (the hub's own `initialize`) learns why at once.
+fn link_ended(hub: &Hub, reason: String) -> String {
+    if let Ok(mut e) = hub.ended.lock() {
+        *e = Some(reason.clone());
+    }
+    if let Ok(mut st) = hub.state.lock() {
+        st.internal.clear();
+    }
+    reason
 }
 
 /// The first wait before starting a server again, and the longest.

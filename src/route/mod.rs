@@ -87,9 +87,13 @@ impl Coalescer {
             return true;
         };
         let (last, held) = &mut lists[kind];
+        if *held {
+            // One is on its way already; it tells this change too.
+            return false;
+        }
         match *last {
             Some(t) if now.duration_since(t) < every => {
-                if !*held {
+                {
                     *held = true;
                     let due = t + every;
                     let me = self.clone();

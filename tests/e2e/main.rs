@@ -4,6 +4,7 @@
 mod conformance;
 mod era;
 mod era_matrix;
+mod hardening;
 mod outside;
 mod protocol;
 mod reload;

@@ -9,18 +9,6 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
-fn rpc(id: u64, method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
-}
-
-/// The JSON-RPC answer in a reply (a JSON or an SSE body).
-fn answer(r: &Reply) -> Value {
-    r.events()
-        .into_iter()
-        .rfind(|m| m.get("id").is_some())
-        .unwrap_or_else(|| r.json())
-}
-
 /// Every page of a merged list.
 async fn all_pages(url: &str, sid: &str, method: &str, field: &str) -> Vec<Value> {
     let mut items = vec![];
@@ -451,17 +439,6 @@ while True:
     run
 }
 
-fn exits_within(c: &mut LineClient, within: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = c.run.child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 #[test]
 fn a_remote_that_never_answers_gets_a_clear_error_and_holds_up_nothing() {
     let port = free_port();
@@ -587,17 +564,6 @@ async fn nothing_a_server_started_outlives_the_proxy_a_restart_or_a_reload() {
         "left behind after a reload removed the server: {:?}",
         processes_with(&needle)
     );
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-proxy");
 
 /// A file of this repository (a test peer script), as a path.
@@ -390,6 +392,14 @@ impl LineClient {
         stdin.flush().expect("flush");
     }
 
+    /// Write bytes as they are (no newline added).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to the proxy");
+        stdin.flush().expect("flush");
+    }
+
     /// Close the proxy's input.
     pub fn close_input(&mut self) {
         self.stdin.take();
@@ -418,4 +428,38 @@ impl LineClient {
             self.run.log_text()
         );
     }
+}
+
+pub fn rpc(id: u64, method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+/// The JSON-RPC answer in a reply (a JSON or an SSE body).
+pub fn answer(r: &Reply) -> Value {
+    r.events()
+        .into_iter()
+        .rfind(|m| m.get("id").is_some())
+        .unwrap_or_else(|| r.json())
+}
+
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+pub fn exits_within(c: &mut LineClient, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(s)) = c.run.child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
