@@ -678,6 +678,83 @@ async fn open_sse_sessions(base: &str, n: usize, at_once: usize) -> Duration {
     took
 }
 
+/// Park `batches` × `per` 2026-07-28 calls that wait for input (the demo server's `elicit`),
+/// 16 at a time; the time each batch took and the proxy's memory after it.
+async fn park_calls(batches: usize, per: usize) -> Vec<String> {
+    let port = free_port();
+    let p = port.to_string();
+    let mut server = spawn(
+        BIN,
+        &[
+            "--port",
+            &p,
+            "--log-level",
+            "warn",
+            "--server-era",
+            "legacy",
+            "--max-parked",
+            "1000000",
+            "--",
+            BIN,
+            "--demo-server",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let client = client();
+    let start = Instant::now();
+    while open(&client, &url).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no proxy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = server.id();
+    let mut rows = vec![format!("| before | | {:.1} MiB |", rss_mib(pid))];
+    let body = |i: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"elicit","arguments":{{}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{"elicitation":{{}}}},"io.modelcontextprotocol/clientInfo":{{"name":"bench","version":"1"}}}}}}}}"#
+        )
+    };
+    for b in 0..batches {
+        let t = Instant::now();
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = vec![];
+        for _ in 0..16 {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= per {
+                        return;
+                    }
+                    let _ = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2026-07-28")
+                        .header("mcp-method", "tools/call")
+                        .header("mcp-name", "elicit")
+                        .body(body(b * per + i))
+                        .send()
+                        .await
+                        .map(|r| async { r.text().await });
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        rows.push(format!(
+            "| calls {}–{} | {:.2?} | {:.1} MiB |",
+            b * per + 1,
+            (b + 1) * per,
+            t.elapsed(),
+            rss_mib(pid)
+        ));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    rows
+}
+
 /// Peak resident memory of `pid` since it started (VmHWM), MiB.
 fn peak_mib(pid: u32) -> f64 {
     status_field(pid, "VmHWM:")
@@ -1231,6 +1308,11 @@ async fn main() {
             large.push(big_echo_row(&name, server, &url, 50, &wrong).await);
         }
     }
+    let parked = if wanted("park") {
+        park_calls(5, 1000).await
+    } else {
+        vec![]
+    };
     let mut sse_open = vec![];
     if wanted("sse-open") {
         let port = free_port();
@@ -1333,6 +1415,16 @@ async fn main() {
         println!("| row | message | idle peak | peak | peak / message | answer in |");
         println!("| --- | --- | --- | --- | --- | --- |");
         for l in &large {
+            println!("{l}");
+        }
+    }
+    if !parked.is_empty() {
+        println!();
+        println!("Parking 5,000 2026-07-28 calls that wait for input, 1,000 at a time (16 clients):");
+        println!();
+        println!("| calls | time | proxy RSS after |");
+        println!("| --- | --- | --- |");
+        for l in &parked {
             println!("{l}");
         }
     }
