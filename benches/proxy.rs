@@ -679,7 +679,9 @@ async fn open_sse_sessions(base: &str, n: usize, at_once: usize) -> Duration {
 }
 
 /// Park `batches` × `per` 2026-07-28 calls that wait for input (the demo server's `elicit`),
-/// 16 at a time; the time each batch took and the proxy's memory after it.
+/// one after the other (a stdio server's requests say not which call they are for, so
+/// concurrent calls would be told apart by their order only); the time each batch took and
+/// the proxy's memory after it.
 async fn park_calls(batches: usize, per: usize) -> Vec<String> {
     let port = free_port();
     let p = port.to_string();
@@ -717,7 +719,7 @@ async fn park_calls(batches: usize, per: usize) -> Vec<String> {
         let t = Instant::now();
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = vec![];
-        for _ in 0..16 {
+        for _ in 0..1 {
             let (client, url, next) = (client.clone(), url.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -1420,7 +1422,9 @@ async fn main() {
     }
     if !parked.is_empty() {
         println!();
-        println!("Parking 5,000 2026-07-28 calls that wait for input, 1,000 at a time (16 clients):");
+        println!(
+            "Parking 5,000 2026-07-28 calls that wait for input, 1,000 at a time, one after the other:"
+        );
         println!();
         println!("| calls | time | proxy RSS after |");
         println!("| --- | --- | --- |");
