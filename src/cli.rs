@@ -54,6 +54,71 @@ pub struct Cli {
     )]
     pub transport: HttpTransport,
 
+    /// Sign in with this pre-registered OAuth client: JSON or @FILE with `client_id` and
+    /// `client_secret` (or `private_key`/`private_key_file` for private_key_jwt; with
+    /// `"grant_type": "client_credentials"` for unattended use).
+    #[arg(long, value_name = "JSON|@FILE", help_heading = "OAuth")]
+    pub static_oauth_client_info: Option<String>,
+
+    /// Fields added to the client's dynamic registration (JSON or @FILE).
+    #[arg(long, value_name = "JSON|@FILE", help_heading = "OAuth")]
+    pub static_oauth_client_metadata: Option<String>,
+
+    /// A Client ID Metadata Document URL to sign in with as the client id (when the
+    /// authorization server supports it).
+    #[arg(long, value_name = "URL", help_heading = "OAuth")]
+    pub oauth_client_metadata_url: Option<String>,
+
+    /// The OAuth `resource` to ask tokens for (default: the server's own).
+    #[arg(long, value_name = "URL", help_heading = "OAuth")]
+    pub resource: Option<String>,
+
+    /// Send no `resource` parameter (for authorization servers that reject it).
+    #[arg(long, help_heading = "OAuth")]
+    pub oauth_no_resource: bool,
+
+    /// Scopes to ask for (space-separated), instead of those the server names.
+    #[arg(long, value_name = "SCOPES", help_heading = "OAuth")]
+    pub oauth_scope: Option<String>,
+
+    /// Port of the loopback sign-in callback (default: one derived from the server URL).
+    #[arg(long, value_name = "PORT", help_heading = "OAuth")]
+    pub oauth_callback_port: Option<u16>,
+
+    /// Seconds a browser sign-in may take.
+    #[arg(
+        long,
+        default_value_t = 120,
+        value_name = "SECONDS",
+        help_heading = "OAuth"
+    )]
+    pub auth_timeout: u64,
+
+    /// Allow plain HTTP to an authorization server that is not on this machine.
+    #[arg(long, help_heading = "OAuth")]
+    pub allow_http: bool,
+
+    /// Use HTTP_PROXY, HTTPS_PROXY and NO_PROXY for connections to servers.
+    #[arg(long, help_heading = "OAuth")]
+    pub enable_proxy: bool,
+
+    /// Never sign in with OAuth (a server that wants it gets its 401 passed on).
+    #[arg(long, help_heading = "OAuth")]
+    pub no_oauth: bool,
+
+    /// Sign in to the URL (or, with --config, to every remote server that wants it) now,
+    /// then exit.
+    #[arg(long, help_heading = "OAuth")]
+    pub oauth_login: bool,
+
+    /// List the servers signed in to (never a token), then exit.
+    #[arg(long, help_heading = "OAuth")]
+    pub oauth_list: bool,
+
+    /// Sign out of the URL, or of every server with `all`, then exit.
+    #[arg(long, value_name = "URL|all", num_args = 0..=1, default_missing_value = "", help_heading = "OAuth")]
+    pub oauth_logout: Option<String>,
+
     /// Seconds to wait for a connection to the server.
     #[arg(
         long,

@@ -131,6 +131,8 @@ pub enum ConfigError {
     ToolConfig(String),
     #[error("invalid --separator `{0}`: use 1 to 4 of the characters A-Z a-z 0-9 _ -")]
     BadSeparator(String),
+    #[error("{0}")]
+    OAuth(String),
 }
 
 /// The largest config file (servers, tool config) the proxy reads.
@@ -214,9 +216,13 @@ impl Config {
         let limits = Limits {
             max_message_size: max,
         };
+        let oauth = (!cli.no_oauth)
+            .then(|| Self::oauth_settings(cli))
+            .transpose()?;
         let defaults = crate::servers::Defaults {
             pass_environment: cli.pass_environment && !cli.no_pass_environment,
             connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+            oauth: oauth.clone(),
         };
         let mut named = vec![];
         for pair in cli.named_server.chunks(2) {
@@ -303,6 +309,51 @@ impl Config {
         })
     }
 
+    /// How remote servers are signed in to, from the command line.
+    fn oauth_settings(cli: &Cli) -> Result<crate::oauth::Settings, ConfigError> {
+        let json = |flag: &str, v: &str| {
+            crate::oauth::Settings::json_arg(v)
+                .map_err(|e| ConfigError::OAuth(format!("{flag}: {e}")))
+        };
+        let static_client = match &cli.static_oauth_client_info {
+            Some(v) => Some(
+                crate::oauth::StaticClient::parse(&json("--static-oauth-client-info", v)?)
+                    .map_err(|e| ConfigError::OAuth(format!("--static-oauth-client-info: {e}")))?,
+            ),
+            None => None,
+        };
+        let client_metadata = match &cli.static_oauth_client_metadata {
+            Some(v) => match serde_json::from_str::<serde_json::Value>(&json(
+                "--static-oauth-client-metadata",
+                v,
+            )?) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => {
+                    return Err(ConfigError::OAuth(
+                        "--static-oauth-client-metadata: must be a JSON object".into(),
+                    ));
+                }
+            },
+            None => Default::default(),
+        };
+        Ok(crate::oauth::Settings {
+            static_client,
+            client_metadata,
+            metadata_url: cli.oauth_client_metadata_url.clone(),
+            resource: cli.resource.clone(),
+            no_resource: cli.oauth_no_resource,
+            scopes: cli
+                .oauth_scope
+                .as_ref()
+                .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+            callback_port: cli.oauth_callback_port,
+            auth_timeout: Duration::from_secs(cli.auth_timeout.max(1)),
+            allow_http: cli.allow_http,
+            enable_proxy: cli.enable_proxy,
+            store_dir: None,
+        })
+    }
+
     /// The server given on the command line.
     fn target(cli: &Cli, target_text: String) -> Result<Target, ConfigError> {
         let target = if is_url(&target_text) {
@@ -321,12 +372,25 @@ impl Config {
             {
                 headers.push(("Authorization".into(), format!("Bearer {token}")));
             }
+            let explicit = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+            let auth = if cli.no_oauth || explicit {
+                crate::oauth::Slot(None)
+            } else {
+                crate::oauth::Slot(Some(crate::oauth::OAuth::new(
+                    &url,
+                    Self::oauth_settings(cli)?,
+                    true,
+                )))
+            };
             Target::Url(UrlSpec {
                 url,
                 transport: cli.transport,
                 headers,
                 connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
                 health: Default::default(),
+                auth,
             })
         } else {
             let name = std::path::Path::new(&target_text)

@@ -17,6 +17,7 @@ pub mod era;
 pub mod gateway;
 pub mod health;
 pub mod jsonrpc;
+pub mod oauth;
 pub mod route;
 pub mod server;
 pub mod servers;

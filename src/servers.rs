@@ -63,6 +63,8 @@ impl std::error::Error for FileError {}
 pub struct Defaults {
     pub pass_environment: bool,
     pub connect_timeout: Duration,
+    /// How remote servers are signed in to, unless an entry says otherwise; `None`: never.
+    pub oauth: Option<crate::oauth::Settings>,
 }
 
 /// Read and check a servers file.
@@ -278,12 +280,25 @@ pub fn parse(
                 if let Some(token) = string("bearerToken")? {
                     headers.push(("Authorization".into(), format!("Bearer {token}")));
                 }
+                // Credentials given explicitly mean no OAuth.
+                let explicit = headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+                let auth = match (&defaults.oauth, explicit) {
+                    (Some(base), false) => {
+                        let settings = oauth_settings(base, entry.get("oauth"), &expand)
+                            .map_err(|e| field_err("oauth", e))?;
+                        crate::oauth::Slot(Some(crate::oauth::OAuth::new(&parsed, settings, false)))
+                    }
+                    _ => crate::oauth::Slot(None),
+                };
                 Target::Url(UrlSpec {
                     url: parsed,
                     transport,
                     headers,
                     connect_timeout: defaults.connect_timeout,
                     health: Default::default(),
+                    auth,
                 })
             }
         };
@@ -298,6 +313,82 @@ pub fn parse(
         });
     }
     Ok(out)
+}
+
+/// A remote entry's `oauth` object over the command line's settings: `clientInfo`,
+/// `clientMetadata`, `clientMetadataUrl`, `scopes`, `resource`, `noResource`,
+/// `callbackPort`, `disabled`.
+fn oauth_settings(
+    base: &crate::oauth::Settings,
+    v: Option<&Value>,
+    expand: &impl Fn(&str, &str) -> Result<String, FileError>,
+) -> Result<crate::oauth::Settings, String> {
+    let mut s = base.clone();
+    let Some(v) = v else { return Ok(s) };
+    let Value::Object(o) = v else {
+        return Err("must be an object".into());
+    };
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(t)) => expand(k, t).map(Some).map_err(|e| e.what),
+            Some(_) => Err(format!("`{k}` must be a string")),
+        }
+    };
+    if let Some(info) = o.get("clientInfo") {
+        let json = match info {
+            Value::String(t) => {
+                crate::oauth::Settings::json_arg(&expand("clientInfo", t).map_err(|e| e.what)?)?
+            }
+            other => {
+                // `${VAR}` in its strings.
+                let mut other = other.clone();
+                if let Value::Object(m) = &mut other {
+                    for (k, x) in m.iter_mut() {
+                        if let Value::String(t) = x {
+                            *t = expand(k, t).map_err(|e| e.what)?;
+                        }
+                    }
+                }
+                other.to_string()
+            }
+        };
+        s.static_client =
+            Some(crate::oauth::StaticClient::parse(&json).map_err(|e| format!("clientInfo: {e}"))?);
+    }
+    if let Some(Value::Object(m)) = o.get("clientMetadata") {
+        s.client_metadata = m.clone();
+    }
+    if let Some(u) = text("clientMetadataUrl")? {
+        s.metadata_url = Some(u);
+    }
+    if let Some(r) = text("resource")? {
+        s.resource = Some(r);
+    }
+    if o.get("noResource").and_then(Value::as_bool) == Some(true) {
+        s.no_resource = true;
+    }
+    match o.get("scopes") {
+        Some(Value::String(t)) => {
+            s.scopes = Some(t.split_whitespace().map(str::to_owned).collect())
+        }
+        Some(Value::Array(a)) => {
+            s.scopes = Some(
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+            )
+        }
+        _ => {}
+    }
+    if let Some(p) = o.get("callbackPort") {
+        s.callback_port = Some(
+            p.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or("`callbackPort` must be a port number")?,
+        );
+    }
+    Ok(s)
 }
 
 /// `--named-server NAME 'COMMAND ARGS'`: a stdio server from one command line, split as a
@@ -378,6 +469,7 @@ mod tests {
         Defaults {
             pass_environment: false,
             connect_timeout: Duration::from_secs(10),
+            oauth: None,
         }
     }
 

@@ -27,6 +27,60 @@ impl HttpContext {
     pub async fn deliver(&self, msg: Message, related: Option<crate::jsonrpc::Id>) {
         let _ = self.in_tx.send(Inbound::Message { msg, related }).await;
     }
+    /// Send the request `build` makes, with the server's credentials; a 401 or 403 that the
+    /// server's OAuth can answer (a refresh, a sign-in, more scope) is sent again, built anew.
+    /// The error says what went wrong, for the client.
+    pub async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        let mut tries = 0;
+        loop {
+            let mut req = build();
+            let token = match &self.spec.auth.0 {
+                Some(a) => a.authorization().await,
+                None => None,
+            };
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| super::streamable_client::describe_reqwest(&e, &self.spec.url))?;
+            let status = resp.status().as_u16();
+            let Some(auth) = &self.spec.auth.0 else {
+                return Ok(resp);
+            };
+            if !matches!(status, 401 | 403) || tries >= 3 {
+                return Ok(resp);
+            }
+            let www = resp
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if status == 403
+                && !www
+                    .as_deref()
+                    .is_some_and(|w| w.contains("insufficient_scope"))
+            {
+                return Ok(resp);
+            }
+            match auth
+                .rejected(status, www.as_deref(), token.as_deref())
+                .await
+            {
+                Ok(()) => tries += 1,
+                Err(e) => {
+                    let why = e.to_string();
+                    self.spec.health.failed(&why);
+                    return Err(why);
+                }
+            }
+        }
+    }
+
     /// Tell the server's health how an exchange went: any answer but an HTTP error means the
     /// server was reached (a 404 is a lost session, which the link renews).
     pub fn observe(&self, outcome: &Result<http::StatusCode, String>) {

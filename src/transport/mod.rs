@@ -106,6 +106,8 @@ pub struct UrlSpec {
     pub connect_timeout: Duration,
     /// Where the links to this server report whether they reach it (for `/status`).
     pub health: crate::health::Slot,
+    /// How the links sign in to it, when it wants OAuth.
+    pub auth: crate::oauth::Slot,
 }
 
 /// Limits every transport applies.

@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::http_client::{HttpContext, body_excerpt, content_type_is, read_body, sse_events};
-use super::streamable_client::describe_reqwest;
 use super::{ConnectError, Connection, Limits, UrlSpec};
 use crate::era::params::{self, ToolHeaders};
 use crate::era::{self, MODERN};
@@ -88,7 +87,7 @@ pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
         Err(e) => return Probe::Refused(e.to_string()),
     };
     let msg = discover_request(Id::string("mcp-proxy-probe"));
-    let resp = match post(&ctx.client, spec, &ctx.headers, &msg, &[]).await {
+    let resp = match post(&ctx, &msg, &[]).await {
         Ok(r) => r,
         Err(e) => return Probe::Unreachable(e),
     };
@@ -125,34 +124,34 @@ pub async fn probe(spec: &UrlSpec, limits: Limits) -> Probe {
 }
 
 async fn post(
-    client: &reqwest::Client,
-    spec: &UrlSpec,
-    headers: &reqwest::header::HeaderMap,
+    ctx: &HttpContext,
     msg: &Message,
     params: &[(String, String)],
 ) -> Result<reqwest::Response, String> {
+    let spec = &ctx.spec;
     let method = msg.method().unwrap_or("");
-    let mut req = client
-        .post(spec.url.clone())
-        .headers(headers.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(
-            reqwest::header::ACCEPT,
-            "application/json, text/event-stream",
-        )
-        .header("mcp-protocol-version", MODERN)
-        .header("mcp-method", method);
-    if let Some(name) = era::mcp_name(msg) {
-        req = req.header("mcp-name", era::encode_header_value(&name));
-    }
-    for (name, value) in params {
-        req = req.header(format!("mcp-param-{name}"), era::encode_header_value(value));
-    }
-    let resp = req
-        .body(super::http_client::body_of(msg))
-        .send()
-        .await
-        .map_err(|e| describe_reqwest(&e, &spec.url));
+    let name = era::mcp_name(msg);
+    let build = || {
+        let mut req = ctx
+            .client
+            .post(spec.url.clone())
+            .headers(ctx.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", method);
+        if let Some(name) = &name {
+            req = req.header("mcp-name", era::encode_header_value(name));
+        }
+        for (name, value) in params {
+            req = req.header(format!("mcp-param-{name}"), era::encode_header_value(value));
+        }
+        req.body(super::http_client::body_of(msg))
+    };
+    let resp = ctx.send(build).await;
     match &resp {
         Ok(r) if r.status().is_success() || r.status() == http::StatusCode::NOT_FOUND => {
             spec.health.reached()
@@ -227,7 +226,7 @@ async fn run(ctx: HttpContext, mut out_rx: mpsc::Receiver<Message>) {
 async fn exchange(ctx: &HttpContext, tools: &ToolHeaders, msg: Message) {
     let Some(id) = msg.id() else { return };
     let params = param_headers(tools, &msg);
-    let resp = match post(&ctx.client, &ctx.spec, &ctx.headers, &msg, &params).await {
+    let resp = match post(ctx, &msg, &params).await {
         Ok(r) => r,
         Err(e) => return ctx.fail(&msg, &e).await,
     };

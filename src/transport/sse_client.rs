@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::InFlight;
 use super::http_client::{HttpContext, body_excerpt, content_type_is, sse_events};
-use super::streamable_client::describe_reqwest;
 use crate::jsonrpc::{Id, Message};
 
 struct Stream {
@@ -94,14 +93,15 @@ impl SseLink {
     async fn post(&self, endpoint: &reqwest::Url, msg: &Message) -> Result<(), String> {
         let resp = self
             .ctx
-            .client
-            .post(endpoint.clone())
-            .headers(self.ctx.headers.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(super::http_client::body_of(msg))
-            .send()
-            .await
-            .map_err(|e| describe_reqwest(&e, endpoint));
+            .send(|| {
+                self.ctx
+                    .client
+                    .post(endpoint.clone())
+                    .headers(self.ctx.headers.clone())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(super::http_client::body_of(msg))
+            })
+            .await;
         self.ctx
             .observe(&resp.as_ref().map(|r| r.status()).map_err(|e| e.clone()));
         let resp = resp?;
@@ -143,13 +143,14 @@ impl SseLink {
         let shown = super::redact_url(url);
         let resp = self
             .ctx
-            .client
-            .get(url.clone())
-            .headers(self.ctx.headers.clone())
-            .header(http::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| describe_reqwest(&e, url));
+            .send(|| {
+                self.ctx
+                    .client
+                    .get(url.clone())
+                    .headers(self.ctx.headers.clone())
+                    .header(http::header::ACCEPT, "text/event-stream")
+            })
+            .await;
         self.ctx
             .observe(&resp.as_ref().map(|r| r.status()).map_err(|e| e.clone()));
         let resp = resp?;

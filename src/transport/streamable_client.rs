@@ -161,24 +161,27 @@ fn session(shared: &Shared) -> SessionState {
 
 async fn post(shared: &Shared, msg: &Message) -> Sent {
     let s = session(shared);
-    let mut req = shared
-        .ctx
-        .client
-        .post(shared.ctx.spec.url.clone())
-        .headers(shared.ctx.headers.clone())
-        .header(http::header::ACCEPT, ACCEPT_BOTH)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(super::http_client::body_of(msg));
-    if let Some(id) = &s.id {
-        req = req.header(SESSION_HEADER, id);
-    }
-    if let Some(v) = &s.version {
-        req = req.header(VERSION_HEADER, v);
-    }
-    let sent = match req.send().await {
+    let build = || {
+        let mut req = shared
+            .ctx
+            .client
+            .post(shared.ctx.spec.url.clone())
+            .headers(shared.ctx.headers.clone())
+            .header(http::header::ACCEPT, ACCEPT_BOTH)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(super::http_client::body_of(msg));
+        if let Some(id) = &s.id {
+            req = req.header(SESSION_HEADER, id);
+        }
+        if let Some(v) = &s.version {
+            req = req.header(VERSION_HEADER, v);
+        }
+        req
+    };
+    let sent = match shared.ctx.send(build).await {
         Ok(resp) if resp.status().is_success() => Sent::Ok(resp),
         Ok(resp) => Sent::Status(resp.status(), resp),
-        Err(e) => Sent::Failed(describe_reqwest(&e, &shared.ctx.spec.url)),
+        Err(why) => Sent::Failed(why),
     };
     shared.ctx.observe(&sent_outcome(&sent));
     sent
@@ -449,25 +452,28 @@ fn note_version(shared: &Shared, init_answer: &Message) {
 
 async fn get(shared: &Shared, last_event_id: Option<&str>) -> Result<reqwest::Response, String> {
     let s = session(shared);
-    let mut req = shared
-        .ctx
-        .client
-        .get(shared.ctx.spec.url.clone())
-        .headers(shared.ctx.headers.clone())
-        .header(http::header::ACCEPT, "text/event-stream");
-    if let Some(id) = &s.id {
-        req = req.header(SESSION_HEADER, id);
-    }
-    if let Some(v) = &s.version {
-        req = req.header(VERSION_HEADER, v);
-    }
-    if let Some(l) = last_event_id {
-        req = req.header("last-event-id", l);
-    }
-    match req.send().await {
+    let build = || {
+        let mut req = shared
+            .ctx
+            .client
+            .get(shared.ctx.spec.url.clone())
+            .headers(shared.ctx.headers.clone())
+            .header(http::header::ACCEPT, "text/event-stream");
+        if let Some(id) = &s.id {
+            req = req.header(SESSION_HEADER, id);
+        }
+        if let Some(v) = &s.version {
+            req = req.header(VERSION_HEADER, v);
+        }
+        if let Some(l) = last_event_id {
+            req = req.header("last-event-id", l);
+        }
+        req
+    };
+    match shared.ctx.send(build).await {
         Ok(r) if r.status().is_success() && content_type_is(&r, "text/event-stream") => Ok(r),
         Ok(r) => Err(format!("GET answered HTTP {}", r.status())),
-        Err(e) => Err(describe_reqwest(&e, &shared.ctx.spec.url)),
+        Err(why) => Err(why),
     }
 }
 
@@ -488,23 +494,26 @@ fn start_get_stream(shared: &Arc<Shared>) -> tokio::sync::oneshot::Receiver<()> 
         let mut delay = Duration::from_millis(500);
         loop {
             let s = session(&shared);
-            let mut req = shared
-                .ctx
-                .client
-                .get(shared.ctx.spec.url.clone())
-                .headers(shared.ctx.headers.clone())
-                .header(http::header::ACCEPT, "text/event-stream");
-            if let Some(id) = &s.id {
-                req = req.header(SESSION_HEADER, id);
-            }
-            if let Some(v) = &s.version {
-                req = req.header(VERSION_HEADER, v);
-            }
-            if let Some(l) = &last_id {
-                req = req.header("last-event-id", l);
-            }
+            let build = || {
+                let mut req = shared
+                    .ctx
+                    .client
+                    .get(shared.ctx.spec.url.clone())
+                    .headers(shared.ctx.headers.clone())
+                    .header(http::header::ACCEPT, "text/event-stream");
+                if let Some(id) = &s.id {
+                    req = req.header(SESSION_HEADER, id);
+                }
+                if let Some(v) = &s.version {
+                    req = req.header(VERSION_HEADER, v);
+                }
+                if let Some(l) = &last_id {
+                    req = req.header("last-event-id", l);
+                }
+                req
+            };
             let resp = tokio::select! {
-                r = req.send() => r,
+                r = shared.ctx.send(build) => r,
                 _ = token.cancelled() => return,
             };
             if let Some(tx) = opened_tx.take() {
