@@ -215,6 +215,7 @@ impl Config {
         }
         let limits = Limits {
             max_message_size: max,
+            use_proxy: cli.enable_proxy,
         };
         let oauth = (!cli.no_oauth)
             .then(|| Self::oauth_settings(cli))
@@ -307,6 +308,24 @@ impl Config {
             header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
             body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
         })
+    }
+
+    /// Every remote server that signs in with OAuth: (what to call it, its credentials).
+    pub fn oauth_servers(&self) -> Vec<(String, std::sync::Arc<crate::oauth::OAuth>)> {
+        let mut out = vec![];
+        if let Some(Target::Url(u)) = &self.target
+            && let Some(a) = &u.auth.0
+        {
+            out.push((crate::transport::redact_url(&u.url), a.clone()));
+        }
+        for s in &self.servers {
+            if let Target::Url(u) = &s.target
+                && let Some(a) = &u.auth.0
+            {
+                out.push((s.name.clone(), a.clone()));
+            }
+        }
+        out
     }
 
     /// How remote servers are signed in to, from the command line.

@@ -135,6 +135,11 @@ impl Gateway {
                 config.page_size,
             )
         });
+        if let Some(c) = &catalog {
+            for s in &servers {
+                revive_on_sign_in(c, s);
+            }
+        }
         Arc::new(Gateway {
             config,
             catalog,
@@ -225,8 +230,9 @@ impl Gateway {
                         backend,
                         curation_of(&e, rules),
                     );
-                    // The same server: its health and its checks go on.
+                    // The same server: its health, its sign-in and its checks go on.
                     mount.health = s.mount.health.clone();
+                    mount.auth = s.mount.auth.clone();
                     mount.watch = s.mount.watch.clone();
                     // Its server keeps running; only its front for modern clients ends.
                     (Served::new(e, mount), Some((s, false)))
@@ -240,6 +246,15 @@ impl Gateway {
         for (s, old) in next {
             servers.push(s);
             retired.extend(old);
+        }
+        if let Some(c) = &self.catalog {
+            for s in &servers {
+                if changes.added.contains(&s.entry.name)
+                    || changes.restarted.contains(&s.entry.name)
+                {
+                    revive_on_sign_in(c, s);
+                }
+            }
         }
         // Clients move first, then the old servers stop.
         if let Some(c) = &self.catalog {
@@ -347,6 +362,23 @@ impl Gateway {
             s.mount.backend.shutdown().await;
         }
     }
+}
+
+/// When the user signs in to server `s`, the merged view's clients get it back.
+fn revive_on_sign_in(catalog: &Arc<Catalog>, s: &Served) {
+    let Some(auth) = &s.mount.auth else { return };
+    let mut signed_in = auth.signed_in();
+    let catalog = Arc::downgrade(catalog);
+    let member = s.member.clone();
+    tokio::spawn(async move {
+        while signed_in.changed().await.is_ok() {
+            let Some(c) = catalog.upgrade() else { return };
+            tracing::info!(server = %member.name, "signed in; its tools are offered again");
+            if !c.revive(&member).await {
+                return;
+            }
+        }
+    });
 }
 
 /// Watch the folders of `files` (editors often replace a file rather than write it).
@@ -486,6 +518,14 @@ pub fn with_front(
         },
         Backend::Catalog(_) => None,
     };
+    let auth = match &backend {
+        Backend::Shared(hub) => hub.auth(),
+        Backend::PerSession { target, .. } => match &**target {
+            crate::transport::Target::Url(u) => u.auth.0.clone(),
+            crate::transport::Target::Command(_) => None,
+        },
+        Backend::Catalog(_) => None,
+    };
     Mount {
         name,
         title: None,
@@ -493,6 +533,7 @@ pub fn with_front(
         curation,
         modern,
         health,
+        auth,
         watch: None,
     }
 }

@@ -50,6 +50,28 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cli);
+    let store = mcp_proxy::oauth::store::Store::new(mcp_proxy::oauth::store::Store::default_dir());
+    if cli.oauth_list {
+        print!("{}", mcp_proxy::oauth::manage::list(&store));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(which) = &cli.oauth_logout {
+        let server = if which.is_empty() {
+            cli.command_or_url.clone().unwrap_or_default()
+        } else {
+            which.clone()
+        };
+        return match mcp_proxy::oauth::manage::logout(&store, &server, cli.resource.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcp-proxy: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -60,6 +82,20 @@ fn main() -> ExitCode {
     mcp_proxy::route::set_list_changed_interval(std::time::Duration::from_millis(
         cli.list_changed_interval,
     ));
+    if cli.oauth_login {
+        let servers = config.oauth_servers();
+        let done = runtime.block_on(mcp_proxy::oauth::manage::login(servers));
+        return match done {
+            Ok(text) => {
+                eprint!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(text) => {
+                eprint!("mcp-proxy: {text}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
         let signals = shutdown.clone();

@@ -15,6 +15,7 @@
 
 pub mod discovery;
 pub mod flow;
+pub mod manage;
 pub mod store;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -714,9 +715,15 @@ impl OAuth {
             verifier: auth.verifier,
             redirect,
         };
-        let tokens =
-            flow::exchange_code(&self.http, &meta, &client, answer, resource.as_deref(), &scopes)
-                .await?;
+        let tokens = flow::exchange_code(
+            &self.http,
+            &meta,
+            &client,
+            answer,
+            resource.as_deref(),
+            &scopes,
+        )
+        .await?;
         tracing::info!(server = %self.label, "signed in");
         inner.refused_fresh = 0;
         self.keep(inner, tokens);

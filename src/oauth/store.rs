@@ -206,10 +206,14 @@ impl Store {
         self.ensure_dir()
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         let path = self.dir.join(format!("{key}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut open = std::fs::OpenOptions::new();
+        open.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        let file = open
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let end = tokio::time::Instant::now() + wait;

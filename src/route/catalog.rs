@@ -215,6 +215,44 @@ impl Catalog {
         futures_util::future::join_all(syncs).await;
     }
 
+    /// Member `member` can be reached now (its user signed in): every session that had to
+    /// leave it out opens it, and its client is told the lists changed. `false` once the
+    /// member is no longer in the merged view.
+    pub async fn revive(self: &Arc<Self>, member: &Arc<Member>) -> bool {
+        if !self.members().iter().any(|m| m.key == member.key) {
+            return false;
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|(k, _), _| *k != member.key);
+        }
+        let sessions: Vec<Arc<Shared>> = match self.sessions.lock() {
+            Ok(mut s) => {
+                s.retain(|w| w.strong_count() > 0);
+                s.iter().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => vec![],
+        };
+        for s in sessions {
+            let missing = s
+                .subs()
+                .iter()
+                .any(|sub| sub.member.key == member.key && sub.route.is_none());
+            if !missing {
+                s.lists_changed();
+                continue;
+            }
+            let _one = s.syncing.lock().await;
+            if let Some(route) = s.open(member).await
+                && let Ok(mut subs) = s.subs.lock()
+                && let Some(sub) = subs.iter_mut().find(|x| x.member.key == member.key)
+            {
+                sub.route = Some(route);
+            }
+            s.lists_changed();
+        }
+        true
+    }
+
     /// How many tools each member offers (after its tool rules), by name, as last listed.
     pub fn tool_counts(&self) -> HashMap<String, usize> {
         let names: HashMap<Key, String> = self

@@ -212,6 +212,14 @@ impl Hub {
         self.health.clone()
     }
 
+    /// How the server is signed in to, when it wants OAuth.
+    pub fn auth(&self) -> Option<Arc<crate::oauth::OAuth>> {
+        match &self.target {
+            Some(Target::Url(u)) => u.auth.0.clone(),
+            _ => None,
+        }
+    }
+
     /// Settle the era of a new link, take it into use and initialise the server over it;
     /// the task that reads the link (it ends with the link, saying why).
     async fn bring_up(

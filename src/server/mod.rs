@@ -54,6 +54,8 @@ pub struct AppState {
     pub modern: Arc<crate::era::front::ModernFront>,
     /// Whether the server can be reached (a remote or shared server).
     pub health: Option<Arc<crate::health::Health>>,
+    /// How the server is signed in to, when it wants OAuth.
+    pub auth: Option<Arc<crate::oauth::OAuth>>,
     pub options: HttpOptions,
     pub streamable: streamable::Sessions,
     pub sse: sse::Sessions,
@@ -86,6 +88,8 @@ pub struct Mount {
     pub modern: Arc<crate::era::front::ModernFront>,
     /// Whether the server can be reached (a remote or shared server).
     pub health: Option<Arc<crate::health::Health>>,
+    /// How the server is signed in to, when it wants OAuth.
+    pub auth: Option<Arc<crate::oauth::OAuth>>,
     /// Keeps a remote server's health checks going while the mount lives.
     pub watch: Option<Arc<tokio_util::sync::DropGuard>>,
 }
@@ -120,6 +124,7 @@ impl Mounts {
             curation: m.curation,
             modern: m.modern,
             health: m.health,
+            auth: m.auth,
             options,
             streamable: Default::default(),
             sse: Default::default(),
@@ -298,6 +303,9 @@ async fn status(
                 (_, None, Some(h)) => h.state().as_str(),
                 _ => "per-session",
             };
+            // A server that waits for its user to sign in says so, with the page to open.
+            let sign_in = state.auth.as_ref().and_then(|a| a.pending_url());
+            let link = if sign_in.is_some() { "needs-authorization" } else { link };
             let mut fields = state
                 .health
                 .as_ref()
@@ -320,6 +328,9 @@ async fn status(
             });
             for key in ["transport", "protocol", "lastError", "lastErrorAt", "lastReached"] {
                 v[key] = fields.remove(key).unwrap_or(serde_json::Value::Null);
+            }
+            if let Some(url) = sign_in {
+                v["authorizationUrl"] = url.into();
             }
             v
         })

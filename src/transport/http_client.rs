@@ -132,10 +132,14 @@ impl HttpContext {
         spec: &UrlSpec,
         limits: Limits,
     ) -> Result<(Self, mpsc::Receiver<Inbound>), ConnectError> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(spec.connect_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if !limits.use_proxy {
+            client = client.no_proxy();
+        }
+        let client = client
             .build()
             .map_err(|e| ConnectError::Other(format!("cannot build HTTP client: {e}")))?;
         let headers = build_headers(spec)?;
@@ -176,7 +180,7 @@ async fn run(
     describe: Arc<std::sync::Mutex<String>>,
 ) {
     let mut mode = match ctx.spec.transport {
-        HttpTransport::Auto => Mode::Undecided,
+        HttpTransport::Auto | HttpTransport::SseFirst => Mode::Undecided,
         HttpTransport::Streamablehttp => Mode::Streamable(StreamableLink::new(ctx.clone())),
         HttpTransport::Sse => Mode::Sse(Box::new(SseLink::new(ctx.clone()))),
     };
@@ -188,10 +192,41 @@ async fn run(
     match ctx.spec.transport {
         HttpTransport::Streamablehttp => ctx.spec.health.set_transport("streamable-http"),
         HttpTransport::Sse => ctx.spec.health.set_transport("sse"),
-        HttpTransport::Auto => {}
+        HttpTransport::Auto | HttpTransport::SseFirst => {}
     }
     while let Some(msg) = out_rx.recv().await {
         match &mut mode {
+            Mode::Undecided if ctx.spec.transport == HttpTransport::SseFirst => {
+                let sse = SseLink::new(ctx.clone());
+                match sse.probe().await {
+                    Err((Some(s), _))
+                        if s == http::StatusCode::NOT_FOUND
+                            || s == http::StatusCode::METHOD_NOT_ALLOWED =>
+                    {
+                        tracing::info!(
+                            url = %super::redact_url(&ctx.spec.url),
+                            "GET answered HTTP {s}; trying Streamable HTTP"
+                        );
+                        set_describe(format!(
+                            "streamable-http ({})",
+                            super::redact_url(&ctx.spec.url)
+                        ));
+                        ctx.spec.health.set_transport("streamable-http");
+                        let link = StreamableLink::new(ctx.clone());
+                        link.send(msg).await;
+                        mode = Mode::Streamable(link);
+                    }
+                    // Not reached at all: the message is answered with the error; the next
+                    // one tries again.
+                    Err((None, why)) => ctx.fail(&msg, &why).await,
+                    _ => {
+                        set_describe(format!("sse ({})", super::redact_url(&ctx.spec.url)));
+                        ctx.spec.health.set_transport("sse");
+                        sse.send(msg).await;
+                        mode = Mode::Sse(Box::new(sse));
+                    }
+                }
+            }
             Mode::Undecided => {
                 let link = StreamableLink::new(ctx.clone());
                 match link.probe(msg).await {

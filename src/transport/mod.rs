@@ -24,11 +24,15 @@ use crate::jsonrpc::{Id, Message, code};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HttpTransport {
     /// Streamable HTTP first; HTTP+SSE when the server refuses it (the specification's probe).
+    #[value(alias = "http-first")]
     Auto,
+    /// HTTP+SSE first; Streamable HTTP when the server refuses the GET (404, 405).
+    SseFirst,
     /// Streamable HTTP (revisions 2025-03-26 and later).
-    #[value(alias = "http", alias = "streamable-http")]
+    #[value(alias = "http", alias = "streamable-http", alias = "http-only")]
     Streamablehttp,
     /// HTTP+SSE (revision 2024-11-05).
+    #[value(alias = "sse-only")]
     Sse,
 }
 
@@ -114,6 +118,8 @@ pub struct UrlSpec {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_size: usize,
+    /// Connect to remote servers through `HTTP_PROXY` / `HTTPS_PROXY` (`--enable-proxy`).
+    pub use_proxy: bool,
 }
 
 /// Something that arrived from the server.

@@ -28,6 +28,8 @@ pub struct SseLink {
     init: std::sync::Mutex<Option<Message>>,
     initialized_sent: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
+    /// The HTTP status of the last GET that failed.
+    last_status: std::sync::Mutex<Option<http::StatusCode>>,
 }
 
 impl SseLink {
@@ -39,6 +41,7 @@ impl SseLink {
             init: Default::default(),
             initialized_sent: Default::default(),
             closed: CancellationToken::new(),
+            last_status: Default::default(),
         }
     }
 
@@ -137,6 +140,22 @@ impl SseLink {
         Ok(())
     }
 
+    /// Open the stream now (`--transport sse-first`): `Err(Some(status))` when the server
+    /// answered the GET with an HTTP error (it may speak Streamable HTTP instead).
+    pub async fn probe(&self) -> Result<(), (Option<http::StatusCode>, String)> {
+        let mut guard = self.stream.lock().await;
+        match self.open().await {
+            Ok(s) => {
+                *guard = Some(s);
+                Ok(())
+            }
+            Err(e) => {
+                let status = self.last_status.lock().ok().and_then(|mut s| s.take());
+                Err((status, e))
+            }
+        }
+    }
+
     /// GET the stream and wait for its `endpoint` event.
     async fn open(&self) -> Result<Stream, String> {
         let url = &self.ctx.spec.url;
@@ -156,6 +175,9 @@ impl SseLink {
         let resp = resp?;
         if !resp.status().is_success() {
             let status = resp.status();
+            if let Ok(mut s) = self.last_status.lock() {
+                *s = Some(status);
+            }
             return Err(format!(
                 "GET {shown} answered HTTP {status}: {}",
                 body_excerpt(resp).await
