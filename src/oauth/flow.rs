@@ -72,6 +72,7 @@ fn tokens_of(
             .map(|t| t.secret().clone())
             .or_else(|| old_refresh.map(str::to_owned)),
         expires_at: r.expires_in().map(|d| now() + d.as_secs()),
+        issued_at: Some(now()),
         scope: r.scopes().map(|s| {
             s.iter()
                 .map(|x| x.as_str().to_owned())
@@ -160,13 +161,32 @@ fn client_assertion(
         }
     }
     .map_err(|e| {
+        let hint = if key.pem.contains("BEGIN EC PRIVATE KEY") {
+            " (EC keys are read as PKCS#8: convert with `openssl pkcs8 -topk8 -nocrypt -in KEY.pem`)"
+        } else {
+            ""
+        };
         OAuthError::Config(format!(
-            "the private key does not read as PEM for {:?}: {e}",
+            "the private key does not read as PEM for {:?}: {e}{hint}",
             key.alg
         ))
     })?;
     jsonwebtoken::encode(&header, &claims, &encoding)
         .map_err(|e| OAuthError::Config(format!("cannot sign the client assertion: {e}")))
+}
+
+/// The algorithm a private key signs with when the settings name none: ES256 for an EC key
+/// (SEC1 or PKCS#8), EdDSA for an Ed25519 key, else RS256.
+pub fn key_algorithm(pem: &str) -> jsonwebtoken::Algorithm {
+    if pem.contains("BEGIN EC PRIVATE KEY")
+        || jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).is_ok()
+    {
+        jsonwebtoken::Algorithm::ES256
+    } else if jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).is_ok() {
+        jsonwebtoken::Algorithm::EdDSA
+    } else {
+        jsonwebtoken::Algorithm::RS256
+    }
 }
 
 /// An HTTP client for the authorization server: no redirects (RFC 6749 §3.1.2 and the
@@ -310,6 +330,7 @@ pub async fn register(
     })?;
     let mut body = serde_json::json!({
         "client_name": "mcp-proxy",
+        "application_type": "native",
         "redirect_uris": [redirect],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
@@ -569,4 +590,79 @@ pub fn open_browser(url: &str) -> bool {
             });
         })
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Keys made for this test only.
+    const EC_PKCS8: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgRcfn1H3VJcFFaHG0
+KykMcbf5W7l70k+9koob0NLIIUihRANCAARDVnn/Qg8xnK0GjcWXY8lZoA0xnhS1
+QZwwev1XVpVrBF/kcseWRc8eFG20y9o/UiowjHE0ivcjDBsevPSOqmNu
+-----END PRIVATE KEY-----
+";
+    const EC_SEC1: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIEXH59R91SXBRWhxtCspDHG3+Vu5e9JPvZKKG9DSyCFIoAoGCCqGSM49
+AwEHoUQDQgAEQ1Z5/0IPMZytBo3Fl2PJWaANMZ4UtUGcMHr9V1aVawRf5HLHlkXP
+HhRttMvaP1IqMIxxNIr3IwwbHrz0jqpjbg==
+-----END EC PRIVATE KEY-----
+";
+    const ED25519: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIIJJNUWwMMTHKCSgUTCKonuSRIyJ//7GtX3hWp0kmSG9
+-----END PRIVATE KEY-----
+";
+    const RSA: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQC4EDBOjr8oHrxB
+GhjFzcrFCUHV/x8QCStv2UnJWhAmXIBc5TsrAPpIw+0CfkNeknFtLFCVuXuANWHX
+UCPmeijFQOo4GulC5P/+XHL7XKC6N6/pdNVRNGxDcLr0sUIFqVwcj8rDpu0ywfiY
+zZN1szVaChNrAy2r18LeRp4HkuVkZ+j/yPDRGz15YspD9lCObkLa2C3V1W31Bv9k
+ODOdlf9QO2nhLbmkZi2oxK5sh1yST8vtvTuyuG0C+BolhLv1vg9ykJgMFFWHH+YZ
+jJkkTpgYVNsurLmSihZ2SI7cqr15uyd0lMUdTv6SSsNGF5WGjikiODyZOywd1qLs
+J+aV1gzBAgMBAAECggEADbymkExaw6CkmeK719JjqFgoJdOWIsUebOjtdvWt6CEF
+8vjoNS3L4B+gOgwIlN+uz7ArnPsEdrV1NYOthDtYfN07BcAracLLwLTvX2ditvcm
+PbEKpRZ5oIBisZWjmObSgS6xmi/EeuHrXuMT1uhOqmc/WwCYGV+/U0W3sFbEID24
+/BAsr3xHCS/uGSeEcvRmMsM/OqbujLJiRu68yd5reKqtRHtd2WmToMhA+TAjy/Rd
+Ea3QqxU/GV/spCmvK9RONfbQdhGDaQScIXJeX5AZEpeRfbrpTPkCEetmFxviGbv1
+sjPggejs4iu7Xg9cXW0SRZc8TNkN7kRtrw9GTzBnuQKBgQDw5lZd87MNcRgtXSUx
+3kEeOyxx3URB8hin2jbbkSjk3Fd7UDrn7fNddTOkwPkEQaEGXhG41ihKWbkKtGsU
+IGsODku+MPkWxckYmNHjDPxN4JP8AHCGmYWq4NsnZnQOrTr1OH7S0lsx3DCLHOks
+2D6lSgbzv1H6xsopgMu2g2BGSQKBgQDDmc8SMvBDX65PxlB9Wj/BQT8QfDga+YUY
+QBgjrwPc9KALUY00Nug1iCxeXYf/5TiOA3ORatcBxAywZsQGATmydLIdMMSpztJw
+4oGoSJZy4DOLMUalU/RUgXRxfa+9d6lYbXo86gd/KkBSF84+xJj5/IC3POE6o8Dd
+mSIjB0EyuQKBgQDaOU5zvZetzY2BSqevDQ8gO6p/W1nCA3WiWGLpdA3/hDsbUgqK
+n1uehdVKoiTyXiFoiz6ymg3VjIG72MRHbzaLfRfQKrz6jCEnTwiTDehhA9gKqLtG
+szwLF7Zvcrgfs319NrhscnJ6MGUpH/96yEm3od+6Xs38xqfMAQiJRWmpQQKBgQCS
+nKBEkN/ccER00T4Vp2bwURqXHbTkKzFi6u/tF0r6/HVV5ovDnoBRV7+B//NnkIXi
+lJ20WvPMBApK0syNf6+inqu/C4XtjfPY3z62R6pVcs3PwGCmnZYfHWWNh9sJVj8d
+4/li3Tw/SgkqP2O9Upkjj+te7YgY7xMqRpT60n5BKQKBgQC10pQ28/pc8BolyPYN
+LuVvXqp3MhpqyZAAPlI9Q23h/doMzPcVbnzV0rHOfPCcXSuNovYl6l/g9lvjmG3h
+qWKM6jbFFt0gkGGGPKYZfsKtJMgp6sQCLLTbPhknU+x/m8wT6l2DHniXzXiM/19K
+d79ja1gx2XaItkih9za415RZ/w==
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn a_key_signs_with_the_algorithm_of_its_kind() {
+        use jsonwebtoken::Algorithm::*;
+        assert_eq!(key_algorithm(EC_SEC1), ES256);
+        let sec1 = SigningKey {
+            pem: EC_SEC1.to_owned(),
+            alg: ES256,
+            kid: None,
+        };
+        let err = client_assertion("c", "https://as.example/token", &sec1).unwrap_err();
+        assert!(err.to_string().contains("openssl pkcs8 -topk8"), "{err}");
+        for (pem, alg) in [(EC_PKCS8, ES256), (ED25519, EdDSA), (RSA, RS256)] {
+            assert_eq!(key_algorithm(pem), alg, "{pem}");
+            let key = SigningKey {
+                pem: pem.to_owned(),
+                alg,
+                kid: None,
+            };
+            let jwt = client_assertion("c", "https://as.example/token", &key).expect("signed");
+            assert_eq!(jwt.split('.').count(), 3);
+        }
+    }
 }

@@ -124,11 +124,7 @@ impl StaticClient {
             .algorithm
             .as_deref()
             .and_then(|a| a.parse().ok())
-            .unwrap_or(if pem.contains("EC PRIVATE KEY") {
-                jsonwebtoken::Algorithm::ES256
-            } else {
-                jsonwebtoken::Algorithm::RS256
-            });
+            .unwrap_or_else(|| flow::key_algorithm(&pem));
         Some(flow::SigningKey {
             pem,
             alg,
@@ -225,6 +221,8 @@ pub struct OAuth {
     signed_in: watch::Sender<u64>,
     /// A sign-in running in the background (gateway mode).
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Why the last background sign-in failed (until the next one starts).
+    failed: Mutex<Option<OAuthError>>,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -268,6 +266,7 @@ impl OAuth {
             pending: Mutex::new(None),
             signed_in,
             background: Mutex::new(None),
+            failed: Mutex::new(None),
         })
     }
 
@@ -283,20 +282,29 @@ impl OAuth {
 
     /// The `Authorization` value to send now, if there is a token; one about to expire is
     /// refreshed first.
+    /// The access token at hand, as it is: no refresh, no sign-in (for a last DELETE).
+    pub fn current_token(&self) -> Option<String> {
+        self.current.read().ok()?.clone()
+    }
+
     pub async fn authorization(&self) -> Option<String> {
         let token = self.current.read().ok()?.clone()?;
         let expiring = {
             let inner = self.inner.lock().await;
-            inner.entry.tokens.as_ref().is_some_and(|t| {
-                t.refresh_token.is_some() && t.expires_within(Duration::from_secs(60))
-            })
+            inner
+                .entry
+                .tokens
+                .as_ref()
+                .is_some_and(|t| t.needs_refresh())
         };
         if expiring {
             let mut inner = self.inner.lock().await;
             // Another request may have refreshed it meanwhile.
-            let still = inner.entry.tokens.as_ref().is_some_and(|t| {
-                t.access_token == token && t.expires_within(Duration::from_secs(60))
-            });
+            let still = inner
+                .entry
+                .tokens
+                .as_ref()
+                .is_some_and(|t| t.access_token == token && t.needs_refresh());
             if still && let Err(e) = self.refresh(&mut inner).await {
                 tracing::info!(server = %self.label, "refreshing the token before it expires failed: {e}");
             }
@@ -363,6 +371,17 @@ impl OAuth {
                     if let Some(t) = inner.entry.tokens.as_mut() {
                         t.refresh_token = None;
                     }
+                    // An authorization server that forgot its registered client: register
+                    // again rather than send the user to a page that cannot work.
+                    if why.starts_with("invalid_client")
+                        && inner
+                            .entry
+                            .client
+                            .as_ref()
+                            .is_some_and(|c| c.source == "registered")
+                    {
+                        inner.entry.client = None;
+                    }
                 }
                 Err(_) => {}
             }
@@ -385,9 +404,15 @@ impl OAuth {
     async fn published(&self, got: Result<(), OAuthError>) -> Result<(), OAuthError> {
         match got {
             Err(OAuthError::NeedsSignIn(u)) if u.is_empty() => {
-                for _ in 0..100 {
+                for _ in 0..250 {
                     if let Some(url) = self.pending_url() {
                         return Err(OAuthError::NeedsSignIn(url));
+                    }
+                    // The sign-in ended before it had a page to open: say why.
+                    if let Some(e) = self.failed.lock().ok().and_then(|f| f.clone()) {
+                        return Err(OAuthError::Gave(format!(
+                            "the server answered 401 Unauthorized and signing in failed: {e}"
+                        )));
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -473,12 +498,18 @@ impl OAuth {
                 .map(|b| b.as_ref().is_some_and(|t| !t.is_finished()))
                 .unwrap_or(false);
             if !running {
+                if let Ok(mut f) = self.failed.lock() {
+                    *f = None;
+                }
                 let me = self.clone();
                 let challenge = challenge.clone();
                 let task = tokio::spawn(async move {
                     let mut inner = me.inner.lock().await;
                     if let Err(e) = me.sign_in(&mut inner, &challenge, attempt, step_up).await {
                         tracing::warn!(server = %me.label, "sign-in failed: {e}");
+                        if let Ok(mut f) = me.failed.lock() {
+                            *f = Some(e);
+                        }
                     }
                 });
                 if let Ok(mut b) = self.background.lock() {
@@ -697,7 +728,7 @@ impl OAuth {
         };
         // RFC 9207: the answer must come from the authorization server asked.
         match (&iss, meta.authorization_response_iss_parameter_supported) {
-            (Some(i), _) if i.trim_end_matches('/') != meta.issuer.trim_end_matches('/') => {
+            (Some(i), _) if *i != meta.issuer => {
                 return Err(OAuthError::Refused(format!(
                     "the sign-in answer names the issuer {i}, not {}; refused (a mix-up attack?)",
                     meta.issuer

@@ -38,6 +38,9 @@ pub struct Tokens {
     /// Seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// When it was issued (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// The scopes asked for (the granted ones may be fewer).
@@ -50,6 +53,17 @@ impl Tokens {
     pub fn expires_within(&self, margin: Duration) -> bool {
         self.expires_at
             .is_some_and(|at| now() + margin.as_secs() >= at)
+    }
+
+    /// Whether to refresh before using it: it can be refreshed and runs out within a minute,
+    /// or within the last quarter of its life when it lives less than four minutes (a token
+    /// of a few seconds is not refreshed on every request).
+    pub fn needs_refresh(&self) -> bool {
+        let life = match (self.issued_at, self.expires_at) {
+            (Some(i), Some(e)) => e.saturating_sub(i),
+            _ => 240,
+        };
+        self.refresh_token.is_some() && self.expires_within(Duration::from_secs((life / 4).min(60)))
     }
 }
 
@@ -274,6 +288,7 @@ mod tests {
                 access_token: "a".into(),
                 refresh_token: Some("r".into()),
                 expires_at: Some(now() + 10),
+                issued_at: Some(now()),
                 scope: None,
                 asked: vec![],
             }),

@@ -81,13 +81,12 @@ impl HttpContext {
         }
     }
 
-    /// Tell the server's health how an exchange went: any answer but an HTTP error means the
-    /// server was reached (a 404 is a lost session, which the link renews).
+    /// Tell the server's health how an exchange went: an answer means the server was reached
+    /// (a 404 is a lost session, which the link renews; a 400 refuses one message), unless it
+    /// is a server error or a refusal to serve at all (401, 403, 407, 429).
     pub fn observe(&self, outcome: &Result<http::StatusCode, String>) {
         match outcome {
-            Ok(s) if s.is_success() || *s == http::StatusCode::NOT_FOUND => {
-                self.spec.health.reached()
-            }
+            Ok(s) if serves(*s) => self.spec.health.reached(),
             Ok(s) => self
                 .spec
                 .health
@@ -352,4 +351,11 @@ pub fn content_type_is(resp: &reqwest::Response, essence: &str) -> bool {
                 .eq_ignore_ascii_case(essence)
         })
         .unwrap_or(false)
+}
+
+/// Whether an HTTP answer shows a server that serves (see [`HttpContext::observe`]).
+pub fn serves(s: http::StatusCode) -> bool {
+    s.is_success()
+        || s.is_redirection()
+        || (s.is_client_error() && !matches!(s.as_u16(), 401 | 403 | 407 | 429))
 }

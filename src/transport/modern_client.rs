@@ -153,9 +153,7 @@ async fn post(
     };
     let resp = ctx.send(build).await;
     match &resp {
-        Ok(r) if r.status().is_success() || r.status() == http::StatusCode::NOT_FOUND => {
-            spec.health.reached()
-        }
+        Ok(r) if super::http_client::serves(r.status()) => spec.health.reached(),
         Ok(r) => spec
             .health
             .failed(&format!("the server answered HTTP {}", r.status())),

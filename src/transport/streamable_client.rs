@@ -140,13 +140,23 @@ impl StreamableLink {
         shared.closed.cancel();
         let id = shared.session.lock().ok().and_then(|s| s.id.clone());
         if let Some(id) = id {
-            let req = shared
+            let mut req = shared
                 .ctx
                 .client
                 .delete(shared.ctx.spec.url.clone())
                 .headers(shared.ctx.headers.clone())
                 .header(SESSION_HEADER, id)
                 .timeout(Duration::from_secs(3));
+            if let Some(t) = shared
+                .ctx
+                .spec
+                .auth
+                .0
+                .as_ref()
+                .and_then(|a| a.current_token())
+            {
+                req = req.bearer_auth(t);
+            }
             match req.send().await {
                 Ok(r) => tracing::debug!("session DELETE answered {}", r.status()),
                 Err(e) => tracing::debug!("session DELETE failed: {e}"),

@@ -80,10 +80,46 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(program: &str, args: &[String], env: &[(&str, String)]) -> Running {
+        Self::spawn_with(program, args, env, Stdio::piped())
+    }
+
+    /// A peer that binds port 0 and prints `{"event":"listening",…,"port":P}` on stdout;
+    /// the port it got (no race with other tests for a port picked beforehand).
+    pub fn spawn_listening(program: &str, args: &[String]) -> (Running, u16) {
+        let mut run = Self::spawn_with(program, args, &[], Stdio::piped());
+        let stdout = run.child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["event"] == "listening"
+                    && let Some(p) = v["port"].as_u64()
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(p as u16);
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => (run, port),
+            Err(_) => panic!(
+                "{program} {args:?} did not say where it listens; stderr:\n{}",
+                run.log_text()
+            ),
+        }
+    }
+
+    fn spawn_with(
+        program: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        stdout: Stdio,
+    ) -> Running {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -169,7 +205,11 @@ impl Proxy {
     }
 
     pub fn start_raw(args: &[String]) -> Proxy {
-        let run = Running::spawn(BIN, args, &[]);
+        Self::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[String], env: &[(&str, String)]) -> Proxy {
+        let run = Running::spawn(BIN, args, env);
         let line = run.wait_log("listening on http://", Duration::from_secs(20));
         let port = line
             .split("listening on http://")
@@ -234,8 +274,18 @@ pub fn wait_port(port: u16, within: Duration) {
 
 /// Run a command to completion; its status, stdout and stderr.
 pub fn run_to_end(program: &str, args: &[String], within: Duration) -> (bool, String) {
+    run_to_end_env(program, args, &[], within)
+}
+
+pub fn run_to_end_env(
+    program: &str,
+    args: &[String],
+    env: &[(&str, String)],
+    within: Duration,
+) -> (bool, String) {
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -371,7 +421,11 @@ pub struct LineClient {
 
 impl LineClient {
     pub fn start(args: &[String]) -> LineClient {
-        let mut run = Running::spawn(BIN, args, &[]);
+        Self::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[String], env: &[(&str, String)]) -> LineClient {
+        let mut run = Running::spawn(BIN, args, env);
         let stdin = run.child.stdin.take();
         let stdout = run.child.stdout.take().expect("stdout piped");
         let (tx, lines) = std::sync::mpsc::channel();
