@@ -7,6 +7,8 @@
 //! - mcp-proxy serving the echo server over Streamable HTTP, and over HTTP+SSE;
 //! - `mcp-proxy URL`: stdio in front of a remote server (the HTTP floor);
 //! - `tools/call` for each client era × server era pair, translated or passed through;
+//! - calls over a connection signed in with OAuth, beside a static bearer header and the
+//!   server alone, and while short-lived tokens are refreshed;
 //! - the merged view of 1 and 20 servers of 50 tools: merged `tools/list`, gathered and then
 //!   cached, `tools/call` through the merge, and the proxy's memory per configured server;
 //! - the Python `mcp-proxy` and `supergateway` (stateful), set up the same way, when
@@ -1103,6 +1105,259 @@ async fn era_row(client_era: &str, server_era: &str, calls: u64, wrong: &Arc<Ato
     )
 }
 
+/// A test peer (installed by scripts/install-peers) that binds port 0 and prints
+/// `{"event":"listening",…,"port":P}`; the child and its port.
+fn spawn_listening(program: &str, args: &[&str]) -> (Child, u16) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["event"] == "listening"
+                && let (Some(p), Some(tx)) = (v["port"].as_u64(), tx.take())
+            {
+                let _ = tx.send(p as u16);
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{program} {args:?} did not say where it listens"));
+    (child, port)
+}
+
+fn end(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// `echo` calls (`{"text": …}`) for `within` or `calls` calls, whichever ends first.
+async fn text_echo_calls(
+    http: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    calls: u64,
+    within: Duration,
+    wrong: &AtomicU64,
+) -> Vec<Duration> {
+    let mut lat = vec![];
+    let end = Instant::now() + within;
+    for i in 1..=calls {
+        if Instant::now() > end {
+            break;
+        }
+        let msg = message(i, 16);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{msg}"}}}}}}"#
+        );
+        let t = Instant::now();
+        // (The SDK server puts the id last.)
+        let ok = matches!(post(http, url, sid, body).await, Ok((_, b))
+            if b.contains(&msg) && (b.contains(&format!("\"id\":{i},")) || b.contains(&format!("\"id\":{i}}}"))));
+        lat.push(t.elapsed());
+        if !ok {
+            wrong.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    lat
+}
+
+/// Open a session at `url` (retrying while the proxy starts or signs in).
+async fn open_when_ready(http: &reqwest::Client, url: &str) -> Option<String> {
+    for _ in 0..300 {
+        if let Ok(s) = open(http, url).await
+            && s.is_some()
+        {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// mcp-proxy --port in front of `server_url`, with `args` and `env`; its /mcp URL.
+fn proxy_to(server_url: &str, args: &[&str], env: &[(&str, String)]) -> (Child, String) {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--port", &port.to_string(), "--log-level", "warn"])
+        .args(args)
+        .arg(server_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("mcp-proxy");
+    (child, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// Calls over a connection signed in with OAuth beside the same calls with a static bearer
+/// header (the token the sign-in got), to an MCP server (TypeScript SDK) that checks JWTs from
+/// `oidc-provider` (the test peers tests/servers/oauth_as.mjs and protected_server.mjs). The
+/// three paths take turns in blocks of 250 calls, so that the server's own warming up and
+/// drift weigh on all alike. Then the same with 4-second tokens, refreshed as calls go on.
+async fn oauth_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let node = root.join(".peers/node/node_modules/.bin/node");
+    if !root.join(".peers/.installed").exists() || !node.exists() {
+        eprintln!("the OAuth rows need the test peers: run scripts/install-peers");
+        return vec![];
+    }
+    let node = node.display().to_string();
+    let file = |rel: &str| root.join(rel).display().to_string();
+    let mut out = vec![];
+    let mut row = |name: &str, lat: &mut Vec<Duration>, extra: String| {
+        let n = lat.len();
+        out.push(format!(
+            "| {name} | {n} | {:.2?} | {:.2?} | {:.1?} | {extra} |",
+            pct(lat, 0.5),
+            pct(lat, 0.99),
+            lat.iter().max().copied().unwrap_or_default(),
+        ));
+    };
+    for ttl in ["3600", "4"] {
+        let log =
+            std::env::temp_dir().join(format!("mcp-proxy-bench-as-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let log_s = log.display().to_string();
+        let (auth, auth_port) = spawn_listening(
+            &node,
+            &[
+                &file("tests/servers/oauth_as.mjs"),
+                "--port",
+                "0",
+                "--resource",
+                "*",
+                "--access-ttl",
+                ttl,
+                "--log",
+                &log_s,
+            ],
+        );
+        let issuer = format!("http://127.0.0.1:{auth_port}");
+        let (server, mcp_port) = spawn_listening(
+            &node,
+            &[
+                &file("tests/servers/protected_server.mjs"),
+                "--port",
+                "0",
+                "--issuer",
+                &issuer,
+            ],
+        );
+        let server_url = format!("http://127.0.0.1:{mcp_port}/mcp");
+        let cache =
+            std::env::temp_dir().join(format!("mcp-proxy-bench-oauth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let env = [
+            ("XDG_CACHE_HOME", cache.display().to_string()),
+            ("BROWSER", file("tests/clients/browser.py")),
+        ];
+        let (signed, url) = proxy_to(&server_url, &[], &env);
+        let http = client();
+        // The first initialize signs in (the browser stand-in follows the redirects).
+        let sid = open_when_ready(&http, &url).await;
+        let forever = Duration::from_secs(3600);
+        if ttl == "4" {
+            text_echo_calls(&http, &url, sid.as_deref(), 1000, forever, wrong).await;
+            let mut lat = text_echo_calls(
+                &http,
+                &url,
+                sid.as_deref(),
+                u64::MAX,
+                Duration::from_secs(15),
+                wrong,
+            )
+            .await;
+            let refreshes = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(r#""grant":"refresh_token""#))
+                .count();
+            row(
+                "mcp-proxy --port, signed in with OAuth, 4 s tokens (15 s of calls)",
+                &mut lat,
+                format!("{refreshes} refreshes meanwhile"),
+            );
+        } else {
+            // The token the sign-in got, as a static header.
+            let token = std::fs::read_dir(cache.join("mcp-proxy"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .find_map(|e| {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+                    v["tokens"]["access_token"].as_str().map(str::to_owned)
+                })
+                .unwrap_or_default();
+            let bearer = format!("Bearer {token}");
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&bearer) {
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            let direct = reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client");
+            let direct_sid = open(&direct, &server_url).await.ok().flatten();
+            let (plain, plain_url) = proxy_to(
+                &server_url,
+                &["--no-oauth", "-H", "Authorization", &bearer],
+                &[],
+            );
+            let plain_sid = open_when_ready(&http, &plain_url).await;
+            let paths = [
+                (&http, url.as_str(), sid.as_deref()),
+                (&direct, server_url.as_str(), direct_sid.as_deref()),
+                (&http, plain_url.as_str(), plain_sid.as_deref()),
+            ];
+            for (c, u, s) in paths {
+                text_echo_calls(c, u, s, 500, forever, wrong).await;
+            }
+            let mut lat: [Vec<Duration>; 3] = Default::default();
+            for _ in 0..calls.max(1000).div_ceil(250) {
+                for (k, (c, u, s)) in paths.iter().enumerate() {
+                    lat[k].extend(text_echo_calls(c, u, *s, 250, forever, wrong).await);
+                }
+            }
+            let [mut a, mut b, mut c] = lat;
+            row(
+                "mcp-proxy --port, signed in with OAuth",
+                &mut a,
+                String::new(),
+            );
+            row(
+                "mcp-proxy --port, static bearer header (-H Authorization)",
+                &mut c,
+                String::new(),
+            );
+            row(
+                "the server alone, static bearer header (floor)",
+                &mut b,
+                String::new(),
+            );
+            end(plain);
+        }
+        end(signed);
+        end(server);
+        end(auth);
+        let _ = std::fs::remove_dir_all(&cache);
+        let _ = std::fs::remove_file(&log);
+    }
+    out
+}
+
 fn bench_peer(rel: &str) -> Option<String> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".peers/bench")
@@ -1342,6 +1597,11 @@ async fn main() {
             eras.push(era_row(c, srv, calls, &wrong).await);
         }
     }
+    let oauth = if wanted("oauth") {
+        oauth_rows(calls, &wrong).await
+    } else {
+        vec![]
+    };
     let mut floor = floor;
     let _ = floor.kill();
     let _ = floor.wait();
@@ -1406,6 +1666,18 @@ async fn main() {
         println!("| --- | --- | --- | --- | --- |");
         for e in &eras {
             println!("{e}");
+        }
+    }
+    if !oauth.is_empty() {
+        println!();
+        println!(
+            "tools/call through mcp-proxy to a server that checks OAuth tokens (TypeScript SDK, JWTs of oidc-provider):"
+        );
+        println!();
+        println!("| row | calls | p50 | p99 | slowest | |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for o in &oauth {
+            println!("{o}");
         }
     }
     if !large.is_empty() {

@@ -213,8 +213,10 @@ pub struct OAuth {
     /// while it runs (a server among others in a gateway).
     waits: bool,
     inner: tokio::sync::Mutex<Inner>,
-    /// The access token to send now.
-    current: RwLock<Option<String>>,
+    /// The tokens requests use now (read without waiting for a sign-in or refresh).
+    current: RwLock<Option<Tokens>>,
+    /// A refresh ahead of expiry is running in the background.
+    refreshing: std::sync::atomic::AtomicBool,
     /// The authorization URL waiting for the user.
     pending: Mutex<Option<String>>,
     /// Bumped at every sign-in.
@@ -247,7 +249,7 @@ impl OAuth {
             resource: settings.resource.clone(),
             ..Default::default()
         });
-        let current = entry.tokens.as_ref().map(|t| t.access_token.clone());
+        let current = entry.tokens.clone();
         let (signed_in, _) = watch::channel(0);
         Arc::new(OAuth {
             server: server.clone(),
@@ -263,6 +265,7 @@ impl OAuth {
                 step_ups: 0,
             }),
             current: RwLock::new(current),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
             pending: Mutex::new(None),
             signed_in,
             background: Mutex::new(None),
@@ -284,32 +287,47 @@ impl OAuth {
     /// refreshed first.
     /// The access token at hand, as it is: no refresh, no sign-in (for a last DELETE).
     pub fn current_token(&self) -> Option<String> {
-        self.current.read().ok()?.clone()
+        Some(self.current.read().ok()?.as_ref()?.access_token.clone())
     }
 
-    pub async fn authorization(&self) -> Option<String> {
-        let token = self.current.read().ok()?.clone()?;
-        let expiring = {
-            let inner = self.inner.lock().await;
-            inner
-                .entry
-                .tokens
-                .as_ref()
-                .is_some_and(|t| t.needs_refresh())
-        };
-        if expiring {
-            let mut inner = self.inner.lock().await;
-            // Another request may have refreshed it meanwhile.
-            let still = inner
-                .entry
-                .tokens
-                .as_ref()
-                .is_some_and(|t| t.access_token == token && t.needs_refresh());
-            if still && let Err(e) = self.refresh(&mut inner).await {
-                tracing::info!(server = %self.label, "refreshing the token before it expires failed: {e}");
-            }
+    /// The access token for the next request. A token close to its expiry is refreshed in
+    /// the background while requests go on with it; only a request whose token has run out
+    /// waits for the refresh.
+    pub async fn authorization(self: &Arc<Self>) -> Option<String> {
+        let tokens = self.current.read().ok()?.clone()?;
+        if !tokens.needs_refresh() {
+            return Some(tokens.access_token);
         }
-        self.current.read().ok()?.clone()
+        if tokens.expires_within(Duration::ZERO) {
+            self.refresh_if_still(&tokens.access_token).await;
+            return self.current_token();
+        }
+        if !self
+            .refreshing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let me = self.clone();
+            let token = tokens.access_token.clone();
+            tokio::spawn(async move {
+                me.refresh_if_still(&token).await;
+                me.refreshing
+                    .store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
+        Some(tokens.access_token)
+    }
+
+    /// Refresh, unless another request got new tokens since `token` was read.
+    async fn refresh_if_still(&self, token: &str) {
+        let mut inner = self.inner.lock().await;
+        let still = inner
+            .entry
+            .tokens
+            .as_ref()
+            .is_some_and(|t| t.access_token == token && t.needs_refresh());
+        if still && let Err(e) = self.refresh(&mut inner).await {
+            tracing::info!(server = %self.label, "refreshing the token before it expires failed: {e}");
+        }
     }
 
     /// The server refused a request made with `sent` (`status` 401 or 403, with its
@@ -465,7 +483,7 @@ impl OAuth {
     /// Keep new tokens: in memory, on disk, for the next request.
     fn keep(&self, inner: &mut Inner, tokens: Tokens) {
         if let Ok(mut c) = self.current.write() {
-            *c = Some(tokens.access_token.clone());
+            *c = Some(tokens.clone());
         }
         inner.entry.tokens = Some(tokens);
         if let Err(e) = self.store.save(&self.key, &inner.entry) {
@@ -683,7 +701,7 @@ impl OAuth {
             tracing::info!(server = %self.label, "signed in by another mcp-proxy; using its tokens");
             inner.entry = entry;
             if let Ok(mut c) = self.current.write() {
-                *c = Some(t.access_token);
+                *c = Some(t);
             }
             self.signed_in.send_modify(|n| *n += 1);
             return Ok(());

@@ -7,7 +7,14 @@ MCP_CONFORMANCE_SCENARIO set. This script is a real MCP client (the official Pyt
 starts `PROXY SERVER_URL` on stdio, so what the suite's server sees on the wire is the proxy's
 Streamable HTTP client. The SDK client does what a host would: it lists tools and calls them,
 answers elicitation by accepting the schema's defaults (SEP-1034), and exits 0 when done.
+
+For the authorization scenarios (auth/*), what the suite hands to a client as configuration
+(MCP_CONFORMANCE_CONTEXT: a pre-registered client, client credentials, a Client ID Metadata
+Document URL) becomes the proxy's flags, as a user would write them; signing in goes through
+$BROWSER like any other sign-in.
 """
+
+import json
 
 import asyncio
 import os
@@ -45,9 +52,39 @@ def arguments_for(tool: types.Tool) -> dict:
     return out
 
 
+# The Client ID Metadata Document URL the suite expects (it is never fetched).
+CIMD_URL = "https://conformance-test.local/client-metadata.json"
+
+
+def oauth_flags(scenario: str, context: dict) -> list:
+    """The proxy's flags for what the scenario configures on the client side."""
+    info = None
+    if scenario in ("auth/basic-cimd", "auth/offline-access-scope"):
+        return ["--oauth-client-metadata-url", CIMD_URL]
+    if scenario == "auth/pre-registration":
+        info = {"client_id": context["client_id"], "client_secret": context["client_secret"]}
+    elif scenario == "auth/client-credentials-basic":
+        info = {
+            "client_id": context["client_id"],
+            "client_secret": context["client_secret"],
+            "grant_type": "client_credentials",
+        }
+    elif scenario == "auth/client-credentials-jwt":
+        info = {
+            "client_id": context["client_id"],
+            "private_key": context["private_key_pem"],
+            "grant_type": "client_credentials",
+        }
+        if context.get("signing_algorithm"):
+            info["algorithm"] = context["signing_algorithm"]
+    return ["--static-oauth-client-info", json.dumps(info)] if info else []
+
+
 async def main(proxy: str, url: str) -> int:
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
-    params = StdioServerParameters(command=proxy, args=[url], env=dict(os.environ))
+    context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    args = [*oauth_flags(scenario, context), url]
+    params = StdioServerParameters(command=proxy, args=args, env=dict(os.environ))
     async with stdio_client(params) as (read, write):
         async with ClientSession(
             read,
