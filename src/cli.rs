@@ -94,6 +94,16 @@ pub struct Cli {
     )]
     pub auth_timeout: u64,
 
+    /// Seconds one request to an authorization server (metadata, registration, token) may
+    /// take.
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_name = "SECONDS",
+        help_heading = "OAuth"
+    )]
+    pub oauth_timeout: u64,
+
     /// Allow plain HTTP to an authorization server that is not on this machine.
     #[arg(long, help_heading = "OAuth")]
     pub allow_http: bool,

@@ -367,6 +367,7 @@ impl Config {
                 .map(|s| s.split_whitespace().map(str::to_owned).collect()),
             callback_port: cli.oauth_callback_port,
             auth_timeout: Duration::from_secs(cli.auth_timeout.max(1)),
+            request_timeout: Duration::from_secs(cli.oauth_timeout.max(1)),
             allow_http: cli.allow_http,
             enable_proxy: cli.enable_proxy,
             store_dir: None,

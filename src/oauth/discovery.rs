@@ -217,7 +217,7 @@ async fn fetch<T: serde::de::DeserializeOwned>(
             OAuthError::Unreachable(format!(
                 "{what} at {}: {}",
                 crate::transport::redact_url(url),
-                e.without_url()
+                super::why(&e)
             ))
         })?;
     if resp.status().is_client_error() {
@@ -233,7 +233,7 @@ async fn fetch<T: serde::de::DeserializeOwned>(
     let text = resp
         .text()
         .await
-        .map_err(|e| OAuthError::Unreachable(format!("{what}: {}", e.without_url())))?;
+        .map_err(|e| OAuthError::Unreachable(format!("{what}: {}", super::why(&e))))?;
     serde_json::from_str(&text).map(Some).map_err(|e| {
         OAuthError::Refused(format!(
             "{what} at {} is not valid metadata: {e}",

@@ -191,11 +191,11 @@ pub fn key_algorithm(pem: &str) -> jsonwebtoken::Algorithm {
 
 /// An HTTP client for the authorization server: no redirects (RFC 6749 §3.1.2 and the
 /// `oauth2` crate's advice), the usual timeouts.
-pub fn http_client(enable_proxy: bool) -> reqwest::Client {
+pub fn http_client(enable_proxy: bool, timeout: Duration) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30));
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout);
     if !enable_proxy {
         b = b.no_proxy();
     }
@@ -347,9 +347,7 @@ pub async fn register(
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| {
-            OAuthError::Unreachable(format!("client registration: {}", e.without_url()))
-        })?;
+        .map_err(|e| OAuthError::Unreachable(format!("client registration: {}", super::why(&e))))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {

@@ -28,6 +28,21 @@ use tokio::sync::watch;
 use discovery::{Challenge, ServerMetadata};
 use store::{ClientInfo, Entry, Store, Tokens};
 
+/// What went wrong with a request to an authorization server, in a few words.
+pub(crate) fn why(e: &reqwest::Error) -> String {
+    let mut root: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    if e.is_timeout() {
+        "no answer in the time allowed (--oauth-timeout)".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {root}")
+    } else {
+        format!("the request failed: {root}")
+    }
+}
+
 /// Why a server could not be signed in to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
@@ -149,6 +164,8 @@ pub struct Settings {
     pub scopes: Option<Vec<String>>,
     pub callback_port: Option<u16>,
     pub auth_timeout: Duration,
+    /// Time one request to an authorization server may take.
+    pub request_timeout: Duration,
     /// Plain HTTP to an authorization server that is not on this machine.
     pub allow_http: bool,
     /// Use `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`.
@@ -254,7 +271,7 @@ impl OAuth {
         Arc::new(OAuth {
             server: server.clone(),
             label: shown,
-            http: flow::http_client(settings.enable_proxy),
+            http: flow::http_client(settings.enable_proxy, settings.request_timeout),
             settings,
             store,
             key,
@@ -829,7 +846,7 @@ impl OAuth {
             .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcp-proxy","version":"0"}}}"#)
             .send()
             .await
-            .map_err(|e| OAuthError::Unreachable(format!("{}: {}", self.label, e.without_url())))?;
+            .map_err(|e| OAuthError::Unreachable(format!("{}: {}", self.label, why(&e))))?;
         let www = resp
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)

@@ -538,3 +538,71 @@ async fn unattended_client_credentials() {
     assert_eq!(peers.grants("client_credentials"), 1);
     assert!(!proxy.run.log_text().contains("robot-secret"));
 }
+
+/// The first answer of a stdio proxy in front of `url` to `initialize`, and how long it took.
+fn first_answer(args: &[String], env: &[(&'static str, String)]) -> (Value, Duration) {
+    let t = Instant::now();
+    let mut c = LineClient::start_env(args, env);
+    c.send(INIT);
+    let a = c
+        .until_answer(json!(0), Duration::from_secs(60))
+        .pop()
+        .expect("an answer");
+    (a, t.elapsed())
+}
+
+#[test]
+fn an_authorization_server_down_or_silent_ends_in_a_clear_error() {
+    // Down: the server names an authorization server that no longer answers.
+    let mut peers = AuthPeers::start("as-down", &[], &[]);
+    peers.auth.terminate();
+    let sign = SignIn::new("as-down");
+    let (a, _) = first_answer(&[peers.url()], &sign.env());
+    let msg = a["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{}", peers.auth_port)),
+        "the error names the authorization server: {a}"
+    );
+    assert_eq!(
+        sign.browsers(),
+        0,
+        "no browser for a sign-in that cannot work"
+    );
+    // Silent: it accepts connections and never answers; --oauth-timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let (server, mcp_port) = Running::spawn_listening(
+        &node(),
+        &[
+            repo_file("tests/servers/protected_server.mjs"),
+            "--port".into(),
+            "0".into(),
+            "--issuer".into(),
+            format!("http://127.0.0.1:{silent_port}"),
+        ],
+    );
+    let sign = SignIn::new("as-silent");
+    let (a, took) = first_answer(
+        &[
+            "--oauth-timeout".into(),
+            "2".into(),
+            format!("http://127.0.0.1:{mcp_port}/mcp"),
+        ],
+        &sign.env(),
+    );
+    let msg = a["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{silent_port}")),
+        "the error names the authorization server: {a}"
+    );
+    // Each well-known URL gets its 2 s; then the client has its answer.
+    assert!(took < Duration::from_secs(30), "{took:?}: {a}");
+    assert_eq!(sign.browsers(), 0);
+    drop(server);
+}
