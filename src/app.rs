@@ -75,7 +75,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 max_processes: config.max_processes,
                 header_timeout: config.header_timeout,
                 body_timeout: config.body_timeout,
+                access: config.access.clone(),
             };
+            if config.access.is_none() && !local.ip().is_loopback() {
+                tracing::warn!(
+                    "listening on {} with no authentication: anyone who can reach this address can use every tool of every server; add --api-key (or ALLOWED_KEYS), --api-token or --auth-issuer",
+                    local.ip()
+                );
+            }
             let mut mounts = server::Mounts::new(options, shutdown.clone());
             mounts.set_root(root.clone());
             let mounts = std::sync::Arc::new(mounts);

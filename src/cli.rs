@@ -116,6 +116,107 @@ pub struct Cli {
     #[arg(long, help_heading = "OAuth")]
     pub no_oauth: bool,
 
+    /// An API key clients may send (`X-Api-Key` header or `?key=`), as `NAME:KEY` or `KEY`.
+    /// Repeatable; also `ALLOWED_KEYS` (comma-separated)
+    #[arg(
+        long = "api-key",
+        value_name = "[NAME:]KEY",
+        help_heading = "Who may use the proxy"
+    )]
+    pub api_keys: Vec<String>,
+
+    /// A static bearer token clients may send (`Authorization: Bearer`), as `NAME:TOKEN` or
+    /// `TOKEN`. Repeatable; also `ALLOWED_TOKENS` (comma-separated)
+    #[arg(
+        long = "api-token",
+        value_name = "[NAME:]TOKEN",
+        help_heading = "Who may use the proxy"
+    )]
+    pub api_tokens: Vec<String>,
+
+    /// A file of keys, tokens and OAuth settings (JSON), so that secrets stay out of `ps`
+    #[arg(long, value_name = "FILE", help_heading = "Who may use the proxy")]
+    pub auth_file: Option<std::path::PathBuf>,
+
+    /// Accept OAuth access tokens (JWTs) from this issuer (an authorization server)
+    #[arg(long, value_name = "URL", help_heading = "Who may use the proxy")]
+    pub auth_issuer: Option<String>,
+
+    /// An audience a token must name (default: any URL of this proxy). Repeatable
+    #[arg(long, value_name = "AUD", help_heading = "Who may use the proxy")]
+    pub auth_audience: Vec<String>,
+
+    /// The issuer's keys: a JWKS URL or file (default: `jwks_uri` from the issuer's metadata)
+    #[arg(long, value_name = "URL|FILE", help_heading = "Who may use the proxy")]
+    pub auth_jwks: Option<String>,
+
+    /// Signature algorithms accepted, comma-separated (never `none` or HMAC)
+    #[arg(
+        long,
+        value_name = "ALGS",
+        default_value = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA",
+        help_heading = "Who may use the proxy"
+    )]
+    pub auth_algorithms: String,
+
+    /// RFC 7662 introspection endpoint for tokens that are not JWTs
+    #[arg(long, value_name = "URL", help_heading = "Who may use the proxy")]
+    pub auth_introspection: Option<String>,
+
+    /// Client id (and `MCP_PROXY_AUTH_CLIENT_SECRET`) the proxy introspects tokens with
+    #[arg(long, value_name = "ID", help_heading = "Who may use the proxy")]
+    pub auth_client_id: Option<String>,
+
+    /// Scopes a token must have to use the proxy at all (space-separated); offered in the
+    /// resource metadata and in 401 challenges
+    #[arg(long, value_name = "SCOPES", help_heading = "Who may use the proxy")]
+    pub auth_scope: Option<String>,
+
+    /// The proxy's public base URL, as clients reach it (default: http://HOST from the request)
+    #[arg(long, value_name = "URL", help_heading = "Who may use the proxy")]
+    pub auth_resource: Option<String>,
+
+    /// Which identity may see and use which servers, tools, prompts and resources (JSON;
+    /// reloaded when it changes)
+    #[arg(long, value_name = "FILE", help_heading = "Who may use the proxy")]
+    pub policy: Option<std::path::PathBuf>,
+
+    /// Requests per second one identity may make (0: no limit)
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "N",
+        help_heading = "Who may use the proxy"
+    )]
+    pub identity_rate: u32,
+
+    /// Requests one identity may have waiting for an answer at once (0: no limit)
+    #[arg(
+        long,
+        default_value_t = 32,
+        value_name = "N",
+        help_heading = "Who may use the proxy"
+    )]
+    pub identity_concurrency: u32,
+
+    /// Failed sign-ins from one address per minute before it is refused for the rest of it
+    #[arg(
+        long,
+        default_value_t = 20,
+        value_name = "N",
+        help_heading = "Who may use the proxy"
+    )]
+    pub auth_failures: u32,
+
+    /// Write one JSON line per tool call, prompt, resource read and refusal: to FILE
+    /// (appended), or `-` for stderr
+    #[arg(long, value_name = "FILE|-", help_heading = "Who may use the proxy")]
+    pub audit_log: Option<String>,
+
+    /// Put arguments and results into the audit log too
+    #[arg(long, help_heading = "Who may use the proxy")]
+    pub audit_payloads: bool,
+
     /// Sign in to the URL (or, with --config, to every remote server that wants it) now,
     /// then exit.
     #[arg(long, help_heading = "OAuth")]

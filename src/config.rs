@@ -52,6 +52,8 @@ pub struct Config {
     pub max_parked: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Who may use the HTTP front (keys, tokens, OAuth), its policy, limits and audit log.
+    pub access: Option<std::sync::Arc<crate::access::Access>>,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -133,6 +135,8 @@ pub enum ConfigError {
     BadSeparator(String),
     #[error("{0}")]
     OAuth(String),
+    #[error("{0}")]
+    Access(String),
 }
 
 /// The largest config file (servers, tool config) the proxy reads.
@@ -307,6 +311,7 @@ impl Config {
             max_parked: cli.max_parked.max(1),
             header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
             body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
+            access: crate::access::from_cli(cli).map_err(ConfigError::Access)?,
         })
     }
 

@@ -8,6 +8,7 @@
 //! [`app`] (wiring it up).
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -309,6 +309,50 @@ impl Catalog {
             })
     }
 
+    /// The server and its own name behind a merged tool (`"tool"`), prompt (`"prompt"`) or
+    /// resource URI (`"resource"`), as far as the merged lists made them known; tools and
+    /// prompts not listed yet by their `SERVER--` prefix.
+    pub fn locate(&self, kind: &str, merged: &str) -> Option<(String, String)> {
+        let members = self.members();
+        let name_of = |k: Key| members.iter().find(|m| m.key == k).map(|m| m.name.clone());
+        let found = match kind {
+            "tool" | "prompt" => {
+                let n = self.names.lock().ok()?;
+                let map = if kind == "tool" { &n.tools } else { &n.prompts };
+                map.get(merged).cloned()
+            }
+            _ => {
+                let n = self.names.lock().ok()?;
+                n.resources.get(merged).cloned().or_else(|| {
+                    n.templates
+                        .iter()
+                        .filter(|t| merged.starts_with(Template::prefix(&t.merged)))
+                        .max_by_key(|t| Template::prefix(&t.merged).len())
+                        .map(|t| {
+                            let rest = &merged[Template::prefix(&t.merged).len()..];
+                            (t.key, format!("{}{rest}", Template::prefix(&t.original)))
+                        })
+                })
+            }
+        };
+        if let Some((k, original)) = found
+            && let Some(name) = name_of(k)
+        {
+            return Some((name, original));
+        }
+        if kind == "resource" {
+            return match members.as_slice() {
+                [only] => Some((only.name.clone(), merged.to_owned())),
+                _ => None,
+            };
+        }
+        let (server, rest) = merged.split_once(&self.separator)?;
+        members
+            .iter()
+            .any(|m| m.name == server)
+            .then(|| (server.to_owned(), rest.to_owned()))
+    }
+
     /// Log `what` once per process (merged lists are built again and again).
     fn tell_once(&self, server: &str, what: String) {
         let new = self

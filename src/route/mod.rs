@@ -286,6 +286,34 @@ impl Backend {
         })
     }
 
+    /// Open a session with tool curation, and the caller's gate (policy, limits, audit) in
+    /// front of it when the proxy knows who the client is.
+    pub async fn open_gated(
+        &self,
+        tx: SessionTx,
+        curation: Option<&crate::curation::Curation>,
+        gate: Option<Arc<crate::access::Gate>>,
+    ) -> Result<Route, Unavailable> {
+        let Some(gate) = gate else {
+            return self.open_curated(tx, curation).await;
+        };
+        let answers = gate.clone();
+        let client = tx.clone();
+        let wrapped = SessionTx::direct(move |mut o: Outgoing| {
+            answers.answered(&mut o.msg);
+            match client.try_send(o) {
+                Ok(()) => Filed::Yes,
+                Err(_) => Filed::Closed,
+            }
+        });
+        let inner = Box::pin(self.open_curated(wrapped, curation)).await?;
+        Ok(Route::Gated {
+            inner: Box::new(inner),
+            gate,
+            tx,
+        })
+    }
+
     /// End shared links (per-session ones end with their sessions).
     pub async fn shutdown(&self) {
         match self {
@@ -301,6 +329,12 @@ pub enum Route {
     Pipe(pipe::Pipe),
     Shared(hub::HubSession),
     Catalog(Box<catalog::CatalogSession>),
+    /// The caller's gate in front of another route (see [`crate::access::Gate`]).
+    Gated {
+        inner: Box<Route>,
+        gate: Arc<crate::access::Gate>,
+        tx: SessionTx,
+    },
     /// Tool curation in front of another route: hidden tools are refused here, and the
     /// answers to `tools/list` are rewritten on their way to the client.
     Curated {
@@ -317,6 +351,14 @@ impl Route {
             Route::Pipe(p) => p.send(msg).await,
             Route::Shared(s) => s.send(msg).await,
             Route::Catalog(c) => Box::pin(c.send(msg)).await,
+            Route::Gated { inner, gate, tx } => {
+                if let Err(refusal) = gate.admit(&msg) {
+                    let related = refusal.id();
+                    let _ = tx.send(Outgoing::new(refusal, related)).await;
+                    return;
+                }
+                Box::pin(inner.send(msg)).await
+            }
             Route::Curated {
                 inner,
                 curation,
@@ -346,6 +388,10 @@ impl Route {
             Route::Shared(s) => s.close(),
             Route::Catalog(c) => Box::pin(c.close()).await,
             Route::Curated { inner, .. } => Box::pin(inner.close()).await,
+            Route::Gated { inner, gate, .. } => {
+                gate.forget_all();
+                Box::pin(inner.close()).await
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ pub struct Guard {
     pub allowed_origins: Vec<String>,
 }
 
-const EXPOSED: &str = "mcp-session-id, mcp-protocol-version";
+const EXPOSED: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
 const ALLOWED_HEADERS: &str = "content-type, accept, authorization, x-api-key, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
 
 impl Guard {

@@ -23,6 +23,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The address a request came from (an extension of every request).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Limits of the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenOptions {
@@ -109,7 +113,7 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = shutdown.cancelled() => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors, or a connection reset before it was taken: the
@@ -139,8 +143,9 @@ pub async fn serve(
         let proven = conn.clone();
         let app = tower::ServiceExt::map_request(
             app.clone(),
-            move |req: http::Request<hyper::body::Incoming>| {
+            move |mut req: http::Request<hyper::body::Incoming>| {
                 proven.proven.store(true, Ordering::Relaxed);
+                req.extensions_mut().insert(Peer(peer));
                 req
             },
         );

@@ -41,6 +41,8 @@ pub struct HttpOptions {
     pub header_timeout: Duration,
     /// How long a request's body may take to arrive.
     pub body_timeout: Duration,
+    /// Who may use the listener, when the proxy checks.
+    pub access: Option<Arc<crate::access::Access>>,
 }
 
 /// Everything a request handler needs.
@@ -252,14 +254,21 @@ pub async fn serve_http(
         app = app.merge(router(root.clone()));
     }
     let guard = mounts.options.guard.clone();
-    let app = app
+    let mut app = app
         .route("/servers/{*rest}", any(to_named).with_state(mounts.clone()))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/status", get(status).with_state(mounts.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(guard),
-            guard::check,
+        .route("/status", get(status).with_state(mounts.clone()));
+    if let Some(access) = &mounts.options.access {
+        access.policy.watch();
+        app = app.layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            crate::access::check,
         ));
+    }
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(guard),
+        guard::check,
+    ));
     let o = &mounts.options;
     let options = listen::ListenOptions {
         max_connections: o.max_connections,

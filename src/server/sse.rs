@@ -20,6 +20,8 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Route>>>,
     /// Batches of requests whose answers go out together, by session.
     batches: Mutex<HashMap<String, Arc<Batches>>>,
+    /// Who opened each session, when the proxy knows.
+    owners: Mutex<HashMap<String, Arc<crate::access::Identity>>>,
 }
 
 /// The batches of one SSE session still waiting for answers: each is answered in one event,
@@ -88,6 +90,9 @@ impl Drop for SessionEnd {
         if let Ok(mut b) = self.state.sse.batches.lock() {
             b.remove(&self.id);
         }
+        if let Ok(mut o) = self.state.sse.owners.lock() {
+            o.remove(&self.id);
+        }
         let route = self
             .state
             .sse
@@ -102,7 +107,11 @@ impl Drop for SessionEnd {
     }
 }
 
-pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn connect(
+    State(state): State<Arc<AppState>>,
+    caller: super::streamable::CallerExt,
+    headers: HeaderMap,
+) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -119,11 +128,15 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     }
     let (tx, rx) = client_queue(state.options.client_buffer);
     let ended = tx.ended();
+    let gate = super::streamable::gate_for(&state, &caller);
+    let owner = gate.as_ref().map(|g| g.caller().identity.clone());
+    let gate_of_session = gate.clone();
     let route = match state
         .backend
-        .open_curated(
+        .open_gated(
             SessionTx::coalesced(SessionTx::Queue(tx.clone())),
             state.curation.as_ref(),
+            gate,
         )
         .await
     {
@@ -141,6 +154,14 @@ pub async fn connect(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         }
     };
     let id = super::new_session_id();
+    if let Some(g) = gate_of_session {
+        g.set_session(&id);
+    }
+    if let Some(o) = owner
+        && let Ok(mut m) = state.sse.owners.lock()
+    {
+        m.insert(id.clone(), o);
+    }
     if let Ok(mut m) = state.sse.map.lock() {
         m.insert(id.clone(), route);
     }
@@ -236,6 +257,7 @@ pub struct SessionQuery {
 
 pub async fn message(
     State(state): State<Arc<AppState>>,
+    caller: super::streamable::CallerExt,
     Query(q): Query<SessionQuery>,
     headers: HeaderMap,
     body: Body,
@@ -247,7 +269,26 @@ pub async fn message(
         )
             .into_response();
     };
-    let route = state.sse.map.lock().ok().and_then(|m| m.get(&id).cloned());
+    // Another identity's session does not exist for this caller.
+    let owner = state
+        .sse
+        .owners
+        .lock()
+        .ok()
+        .and_then(|o| o.get(&id).cloned());
+    let who = caller.as_ref().map(|axum::Extension(c)| c.identity.clone());
+    let mine = match (owner, who) {
+        (None, None) => true,
+        (Some(a), Some(b)) => *a == *b,
+        _ => false,
+    };
+    let route = state
+        .sse
+        .map
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&id).cloned())
+        .filter(|_| mine);
     let Some(route) = route else {
         return (StatusCode::NOT_FOUND, "Session not found").into_response();
     };

@@ -168,6 +168,8 @@ pub struct Session {
     replay_events: usize,
     /// Most bytes its streams may hold (`--client-buffer`).
     client_buffer: usize,
+    /// Who opened it, when the proxy knows (every later request must be from the same).
+    owner: Option<Arc<crate::access::Identity>>,
 }
 
 impl Session {
@@ -489,7 +491,39 @@ pub async fn read_limited(
     }
 }
 
-fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+/// The caller of a request, when the proxy checks who calls.
+pub type CallerExt = Option<axum::Extension<crate::access::Caller>>;
+
+/// The gate for a new session of `caller` on this server.
+pub fn gate_for(state: &AppState, caller: &CallerExt) -> Option<Arc<crate::access::Gate>> {
+    let axum::Extension(c) = caller.as_ref()?;
+    let server = state
+        .options
+        .base_path
+        .strip_prefix("/servers/")
+        .map(str::to_owned);
+    let catalog = match &state.backend {
+        crate::route::Backend::Catalog(c) => Some(c.clone()),
+        _ => None,
+    };
+    Some(crate::access::Gate::new(c.clone(), server, catalog))
+}
+
+/// Whether `caller` is the one who opened `session`.
+fn owned_by(session: &Session, caller: &CallerExt) -> bool {
+    let who = caller.as_ref().map(|axum::Extension(c)| &c.identity);
+    match (&session.owner, who) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a == b || **a == **b,
+        _ => false,
+    }
+}
+
+fn session_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &CallerExt,
+) -> Result<Arc<Session>, Response> {
     let Some(id) = headers.get(SESSION_HEADER) else {
         return Err(http_error(
             StatusCode::BAD_REQUEST,
@@ -512,6 +546,10 @@ fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Res
         )
     };
     let session = state.streamable.get(id).ok_or_else(not_found)?;
+    // Another identity's session does not exist for this caller.
+    if !owned_by(&session, caller) {
+        return Err(not_found());
+    }
     if session.closed.is_cancelled() {
         // Ended from within (its client stopped reading): gone for good.
         state.streamable.remove(id);
@@ -522,7 +560,12 @@ fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Res
 
 // === handlers ===
 
-pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    caller: CallerExt,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !header_str(&headers, "content-type").is_some_and(|c| {
         c.split(';')
             .next()
@@ -560,8 +603,21 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     let is_batch = matches!(payload, Payload::Batch(_));
     let messages = payload.into_messages();
+    let gate = gate_for(&state, &caller);
+    // A call the caller's token lacks the scope for: 403, naming the scope (step-up).
+    if let Some(g) = &gate
+        && matches!(g.caller().identity.via, "jwt" | "introspection")
+        && let Some(need) = messages.iter().find_map(|m| g.scope_needed(m))
+    {
+        let c = g.caller();
+        let base = c.access.base(&headers);
+        let path = format!("{}/mcp", state.options.base_path);
+        return c
+            .access
+            .insufficient(&base, &path, &c.identity.scopes, &need);
+    }
     if is_modern_request(&headers, &messages) {
-        return modern_post(&state, &headers, messages, is_batch).await;
+        return modern_post(&state, &headers, messages, is_batch, gate).await;
     }
     let has_init = messages
         .iter()
@@ -583,7 +639,7 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         return full;
     }
     let (session, new_session) = if state.options.stateless || has_init {
-        match new_session(&state).await {
+        match new_session(&state, gate).await {
             Ok(s) => (s, true),
             Err(why) => {
                 crate::warn_throttled!(
@@ -595,7 +651,7 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             }
         }
     } else {
-        match session_of(&state, &headers) {
+        match session_of(&state, &headers, &caller) {
             Ok(s) => (s, false),
             Err(r) => return r,
         }
@@ -783,6 +839,7 @@ async fn modern_post(
     headers: &HeaderMap,
     messages: Vec<Message>,
     is_batch: bool,
+    gate: Option<Arc<crate::access::Gate>>,
 ) -> Response {
     let msg = match <[Message; 1]>::try_from(messages) {
         Ok([m]) if !is_batch => m,
@@ -836,9 +893,34 @@ async fn modern_post(
         // nothing left to act on.
         return StatusCode::ACCEPTED.into_response();
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
+    // The caller's gate: a refusal answers at once; the answer passes through it.
+    if let Some(g) = &gate
+        && let Err(refusal) = g.admit(&msg)
+    {
+        return json_response(modern_status(&refusal), &[refusal], false, None);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Message>(64);
     let front = state.modern.clone();
-    tokio::spawn(async move { front.handle(msg, meta, tx).await });
+    let rx = match gate {
+        None => {
+            tokio::spawn(async move { front.handle(msg, meta, tx).await });
+            rx
+        }
+        Some(g) => {
+            let (gated_tx, mut inner_rx) = tokio::sync::mpsc::channel::<Message>(64);
+            tokio::spawn(async move { front.handle(msg, meta, gated_tx).await });
+            tokio::spawn(async move {
+                while let Some(mut m) = inner_rx.recv().await {
+                    g.answered(&mut m);
+                    if tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        }
+    };
+    let mut rx = rx;
     let Some(first) = rx.recv().await else {
         return http_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -982,7 +1064,12 @@ fn json_response(
     resp
 }
 
-async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, crate::route::Unavailable> {
+async fn new_session(
+    state: &Arc<AppState>,
+    gate: Option<Arc<crate::access::Gate>>,
+) -> Result<Arc<Session>, crate::route::Unavailable> {
+    let owner = gate.as_ref().map(|g| g.caller().identity.clone());
+    let gate_of_session = gate.clone();
     // Messages for the client are filed into the session's stream buffers as they come,
     // by whoever produced them (no task in between).
     let cell: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Default::default();
@@ -1002,7 +1089,7 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, crate::route
     };
     let route = state
         .backend
-        .open_curated(SessionTx::coalesced(sink), state.curation.as_ref())
+        .open_gated(SessionTx::coalesced(sink), state.curation.as_ref(), gate)
         .await?;
     let mut streams = HashMap::new();
     streams.insert(STANDALONE, StreamBuf::new(HashSet::new()));
@@ -1020,7 +1107,11 @@ async fn new_session(state: &Arc<AppState>) -> Result<Arc<Session>, crate::route
         closed: CancellationToken::new(),
         replay_events: state.options.replay_events.max(1),
         client_buffer: state.options.client_buffer,
+        owner,
     });
+    if let Some(g) = gate_of_session {
+        g.set_session(&session.id);
+    }
     let _ = cell.set(Arc::downgrade(&session));
     if !state.options.stateless {
         tracing::debug!(session = %session.id, "session started");
@@ -1148,7 +1239,11 @@ impl Drop for WriterCount {
     }
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: CallerExt,
+    headers: HeaderMap,
+) -> Response {
     if state.options.stateless {
         return http_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1166,7 +1261,7 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     if let Err(r) = check_version(&headers) {
         return r;
     }
-    let session = match session_of(&state, &headers) {
+    let session = match session_of(&state, &headers, &caller) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1206,7 +1301,11 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     sse_body::response(stream, &[])
 }
 
-pub async fn delete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    caller: CallerExt,
+    headers: HeaderMap,
+) -> Response {
     if state.options.stateless {
         return http_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1221,7 +1320,16 @@ pub async fn delete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
             "Bad Request: Mcp-Session-Id header is required",
         );
     };
-    match state.streamable.remove(id) {
+    let mine = state
+        .streamable
+        .get(id)
+        .is_some_and(|s| owned_by(&s, &caller));
+    let removed = if mine {
+        state.streamable.remove(id)
+    } else {
+        None
+    };
+    match removed {
         Some(s) => {
             tracing::debug!(session = %id, "session ended by the client");
             s.close().await;
