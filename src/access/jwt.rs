@@ -511,3 +511,196 @@ mod tests {
         assert!(!v.audience_ok(&[], "http://h:1"));
     }
 }
+
+#[cfg(test)]
+mod attacks {
+    use super::*;
+    use base64::Engine;
+    use jsonwebtoken::{EncodingKey, Header};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    const ISS: &str = "https://issuer.example";
+    const BASE: &str = "http://127.0.0.1:8080";
+
+    struct Key {
+        pkcs8: Vec<u8>,
+        jwk: Value,
+    }
+
+    fn key(kid: &str) -> Key {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).unwrap();
+        let point = pair.public_key().as_ref();
+        let b = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+            "x": b(&point[1..33]), "y": b(&point[33..65]),
+        });
+        Key { pkcs8, jwk }
+    }
+
+    fn verifier(keys: &[&Key], name: &str) -> Verifier {
+        let path =
+            std::env::temp_dir().join(format!("mcp-proxy-jwks-{name}-{}.json", std::process::id()));
+        let set =
+            serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+        std::fs::write(&path, set.to_string()).unwrap();
+        Verifier::new(
+            ISS.into(),
+            vec![],
+            vec![Algorithm::ES256, Algorithm::RS256],
+            JwksSource::File(path),
+            None,
+        )
+    }
+
+    fn mint(k: &Key, kid: &str, claims: Value) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_der(&k.pkcs8)).unwrap()
+    }
+
+    fn claims(extra: Value) -> Value {
+        let mut c = serde_json::json!({
+            "iss": ISS, "sub": "user-1", "aud": format!("{BASE}/mcp"),
+            "exp": now() + 300, "iat": now(), "scope": "mcp:read",
+        });
+        if let (Some(o), Value::Object(e)) = (c.as_object_mut(), extra) {
+            for (k, v) in e {
+                o.insert(k, v);
+            }
+        }
+        c
+    }
+
+    fn rejected(r: Result<Identity, Bad>) -> String {
+        match r {
+            Err(Bad::Invalid(said, _)) => said.to_owned(),
+            other => panic!("accepted or unavailable: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_refused_for_every_flaw() {
+        let k = key("k1");
+        let other = key("k2");
+        let v = verifier(&[&k], "flaws");
+        let good = mint(&k, "k1", claims(Value::Null));
+        let id = v.verify(&good, BASE).await.expect("a good token");
+        assert_eq!(
+            (id.name.as_str(), id.scopes.clone()),
+            ("user-1", vec!["mcp:read".to_owned()])
+        );
+        // Expired, not yet valid (beyond the leeway), another issuer, another audience.
+        let t = mint(&k, "k1", claims(serde_json::json!({"exp": now() - 120})));
+        assert_eq!(rejected(v.verify(&t, BASE).await), "the token has expired");
+        let t = mint(&k, "k1", claims(serde_json::json!({"nbf": now() + 120})));
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token is not valid yet"
+        );
+        let t = mint(
+            &k,
+            "k1",
+            claims(serde_json::json!({"iss": "https://evil.example"})),
+        );
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token is from another issuer"
+        );
+        let t = mint(
+            &k,
+            "k1",
+            claims(serde_json::json!({"aud": "http://127.0.0.1:9999/mcp"})),
+        );
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token is for another audience"
+        );
+        let t = mint(&k, "k1", claims(serde_json::json!({"aud": null})));
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token is for another audience"
+        );
+        // Signed by another key under our key's id; an unknown key id.
+        let t = mint(&other, "k1", claims(Value::Null));
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token's signature does not verify"
+        );
+        let t = mint(&other, "k2", claims(Value::Null));
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token's signing key is not known"
+        );
+        // A tampered payload.
+        let parts: Vec<&str> = good.split('.').collect();
+        let b = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let forged = b(claims(serde_json::json!({"sub": "admin"}))
+            .to_string()
+            .as_bytes());
+        let t = format!("{}.{forged}.{}", parts[0], parts[2]);
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token's signature does not verify"
+        );
+        // alg none.
+        let t = format!(
+            "{}.{}.",
+            b(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#),
+            b(claims(Value::Null).to_string().as_bytes())
+        );
+        assert_eq!(rejected(v.verify(&t, BASE).await), "the token is malformed");
+        // HS256 with the public key's bytes as the secret (algorithm confusion).
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let secret = k.jwk["x"].as_str().unwrap().as_bytes().to_vec();
+        let t = jsonwebtoken::encode(&h, &claims(Value::Null), &EncodingKey::from_secret(&secret))
+            .unwrap();
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token's algorithm is not accepted"
+        );
+        // Not a JWT at all, and no introspection.
+        assert_eq!(
+            rejected(v.verify("opaque-token", BASE).await),
+            "the token is not a JWT"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_kept_when_their_source_goes_away() {
+        let k = key("k1");
+        let v = verifier(&[&k], "kept");
+        let good = mint(&k, "k1", claims(Value::Null));
+        v.verify(&good, BASE).await.expect("good");
+        if let JwksSource::File(p) = &v.source {
+            std::fs::remove_file(p).unwrap();
+        }
+        // Known key: still accepted. Unknown key: refused (the fetch failed, keys remain).
+        v.verify(&good, BASE).await.expect("still good");
+        let other = key("k9");
+        let t = mint(&other, "k9", claims(Value::Null));
+        assert_eq!(
+            rejected(v.verify(&t, BASE).await),
+            "the token's signing key is not known"
+        );
+        // With no keys at all: unavailable, not invalid.
+        let none = Verifier::new(
+            ISS.into(),
+            vec![],
+            vec![Algorithm::ES256],
+            JwksSource::File("/nonexistent/jwks.json".into()),
+            None,
+        );
+        assert!(matches!(
+            none.verify(&good, BASE).await,
+            Err(Bad::Unavailable(_))
+        ));
+    }
+}
