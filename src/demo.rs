@@ -125,6 +125,8 @@ fn echo_fast(
     #[derive(serde::Deserialize)]
     struct Args {
         message: Box<serde_json::value::RawValue>,
+        #[serde(default, rename = "isError")]
+        is_error: bool,
     }
     #[derive(serde::Deserialize)]
     struct Call {
@@ -160,6 +162,7 @@ fn echo_fast(
     if let Some(call) = msg.params_as::<Call>()
         && call.name == "echo"
         && call.arguments.message.get().starts_with('"')
+        && !call.arguments.is_error
     {
         return Some(result(call.arguments.message.get()));
     }
@@ -438,7 +441,14 @@ impl Demo {
     async fn call(&self, params: &Value, msg: &Message, modern: bool) -> Outcome {
         let args = &params["arguments"];
         match params["name"].as_str().unwrap_or("") {
-            "echo" => Ok(text(args["message"].as_str().unwrap_or(""))),
+            "echo" => {
+                let mut r = text(args["message"].as_str().unwrap_or(""));
+                // `"isError": true` answers with a tool error (for trying clients and gateways).
+                if args["isError"] == Value::Bool(true) {
+                    r["isError"] = Value::Bool(true);
+                }
+                Ok(r)
+            }
             "add" => {
                 let (a, b) = (
                     args["a"].as_f64().unwrap_or(0.0),

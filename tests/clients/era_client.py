@@ -411,7 +411,10 @@ async def main() -> int:
                 await modern_scenario(wire)
             finally:
                 await wire.close()
-    except Exception as e:  # a crash is a failed check, with its reason
+    except Exception as e:  # a crash is a failed check, with its reason and where it came from
+        import traceback
+
+        traceback.print_exc()
         check("scenario", False, f"{type(e).__name__}: {e}")
     failed = [n for n, ok, _ in RESULTS if not ok]
     print(f"{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed", flush=True)

@@ -5,6 +5,7 @@ mod conformance;
 mod era;
 mod era_matrix;
 mod hardening;
+mod inbound;
 mod oauth;
 mod outside;
 mod protocol;
