@@ -7,6 +7,7 @@
 //! - mcp-proxy serving the echo server over Streamable HTTP, and over HTTP+SSE;
 //! - `mcp-proxy URL`: stdio in front of a remote server (the HTTP floor);
 //! - `tools/call` for each client era × server era pair, translated or passed through;
+//! - calls with no inbound auth, with an API key and with a JWT;
 //! - calls over a connection signed in with OAuth, beside a static bearer header and the
 //!   server alone, and while short-lived tokens are refreshed;
 //! - the merged view of 1 and 20 servers of 50 tools: merged `tools/list`, gathered and then
@@ -1358,6 +1359,134 @@ async fn oauth_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
     out
 }
 
+/// `tools/call` through mcp-proxy with no auth, with an API key, and with a JWT checked
+/// against a key set from a file (kept in memory: no network per request). The three take
+/// turns in blocks of 250 calls.
+async fn auth_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
+    use base64::Engine;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .expect("key")
+        .as_ref()
+        .to_vec();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).expect("key");
+    let point = pair.public_key().as_ref().to_vec();
+    let b = |x: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(x);
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256",
+        "x": b(&point[1..33]), "y": b(&point[33..65])}]});
+    let jwks_file =
+        std::env::temp_dir().join(format!("mcp-proxy-bench-jwks-{}.json", std::process::id()));
+    std::fs::write(&jwks_file, jwks.to_string()).expect("jwks file");
+    let jwks_path = jwks_file.display().to_string();
+    let issuer = "https://issuer.bench.example";
+    let ports = [free_port(), free_port(), free_port()];
+    let start = |port: u16, extra: &[&str]| {
+        let p = port.to_string();
+        let mut args = vec![
+            "--port",
+            &p,
+            "--log-level",
+            "warn",
+            "--server-era",
+            "legacy",
+            "--identity-rate",
+            "1000000",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", BIN, "--demo-server"]);
+        spawn(BIN, &args)
+    };
+    let plain = start(ports[0], &[]);
+    let keyed = start(ports[1], &["--api-key", "bench:bench-key-0123456789"]);
+    let jwt = start(
+        ports[2],
+        &["--auth-issuer", issuer, "--auth-jwks", &jwks_path],
+    );
+    let url = |p: u16| format!("http://127.0.0.1:{p}/mcp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("bench".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({"iss": issuer, "sub": "bench", "aud": url(ports[2]), "exp": now + 3600, "iat": now, "scope": "mcp"}),
+        &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
+    )
+    .expect("token");
+    let with = |k: &str, v: &str| {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let (Ok(k), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+            reqwest::header::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+        reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .expect("client")
+    };
+    let clients = [
+        client(),
+        with("x-api-key", "bench-key-0123456789"),
+        with("authorization", &format!("Bearer {token}")),
+    ];
+    let mut sids = vec![];
+    for (k, c) in clients.iter().enumerate() {
+        let mut sid = None;
+        for _ in 0..100 {
+            if let Ok(s) = open(c, &url(ports[k])).await
+                && s.is_some()
+            {
+                sid = s;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sids.push(sid);
+    }
+    for (k, c) in clients.iter().enumerate() {
+        echo_calls(c, &url(ports[k]), sids[k].as_deref(), "echo", 500, wrong).await;
+    }
+    let mut lat: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..calls.max(1000).div_ceil(250) {
+        for (k, c) in clients.iter().enumerate() {
+            lat[k].extend(
+                echo_calls(c, &url(ports[k]), sids[k].as_deref(), "echo", 250, wrong).await,
+            );
+        }
+    }
+    for c in [plain, keyed, jwt] {
+        let mut c = c;
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_file(&jwks_file);
+    let names = [
+        "mcp-proxy, Streamable HTTP, no auth",
+        "mcp-proxy, Streamable HTTP, --api-key (X-Api-Key)",
+        "mcp-proxy, Streamable HTTP, --auth-issuer (an ES256 JWT; keys in memory)",
+    ];
+    let base = pct(&mut lat[0].clone(), 0.5);
+    names
+        .iter()
+        .zip(lat.iter_mut())
+        .map(|(n, l)| {
+            let p50 = pct(l, 0.5);
+            format!(
+                "| {n} | {} | {p50:.0?} | {:.0?} | {:.2}x |",
+                l.len(),
+                pct(l, 0.99),
+                p50.as_secs_f64() / base.as_secs_f64()
+            )
+        })
+        .collect()
+}
+
 fn bench_peer(rel: &str) -> Option<String> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".peers/bench")
@@ -1597,6 +1726,11 @@ async fn main() {
             eras.push(era_row(c, srv, calls, &wrong).await);
         }
     }
+    let auth = if wanted("inbound") {
+        auth_rows(calls, &wrong).await
+    } else {
+        vec![]
+    };
     let oauth = if wanted("oauth") {
         oauth_rows(calls, &wrong).await
     } else {
@@ -1666,6 +1800,18 @@ async fn main() {
         println!("| --- | --- | --- | --- | --- |");
         for e in &eras {
             println!("{e}");
+        }
+    }
+    if !auth.is_empty() {
+        println!();
+        println!(
+            "tools/call through mcp-proxy with and without inbound auth (demo server behind):"
+        );
+        println!();
+        println!("| row | calls | p50 | p99 | p50 / no auth |");
+        println!("| --- | --- | --- | --- | --- |");
+        for a in &auth {
+            println!("{a}");
         }
     }
     if !oauth.is_empty() {

@@ -17,7 +17,7 @@ use crate::route::catalog::Catalog;
 enum Noted {
     List(Kind),
     Call {
-        kind: Kind,
+        method: String,
         server: String,
         name: String,
         started: Instant,
@@ -47,9 +47,31 @@ fn list_of(method: &str) -> Option<(Kind, &'static str, &'static str)> {
     })
 }
 
+/// The members of a using request's params that the gate reads (not its arguments).
+#[derive(serde::Deserialize)]
+struct Target {
+    name: Option<String>,
+    uri: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<Value>,
+}
+
 /// What a using request is about: its kind and the name or URI as the client wrote it.
 fn target_of(msg: &Message) -> Option<(Kind, String)> {
-    let p = msg.params_as::<Value>()?;
+    let method = msg.method()?;
+    if !matches!(
+        method,
+        "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete"
+    ) {
+        return None;
+    }
+    let t = msg.params_as::<Target>()?;
+    let p = serde_json::json!({ "name": t.name, "uri": t.uri, "ref": t.reference });
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     match msg.method()? {
         "tools/call" => Some((Kind::Tool, s(&p, "name")?)),
@@ -152,9 +174,18 @@ impl Gate {
         let identity = &self.caller.identity;
         let (server, own) = self.locate(kind, &name);
         let size = msg.params().map(|p| p.get().len()).unwrap_or(0);
-        let arguments = msg
-            .params_as::<Value>()
-            .and_then(|p| p.get("arguments").cloned());
+        let payloads = self
+            .caller
+            .access
+            .audit
+            .as_ref()
+            .is_some_and(|a| a.payloads);
+        let arguments = payloads
+            .then(|| {
+                msg.params_as::<Value>()
+                    .and_then(|p| p.get("arguments").cloned())
+            })
+            .flatten();
         let entry = |outcome: &'static str, error: String| Entry {
             identity,
             session: &session,
@@ -193,7 +224,7 @@ impl Gate {
             n.insert(
                 id,
                 Noted::Call {
-                    kind,
+                    method: method.to_owned(),
                     server,
                     name: own,
                     started: Instant::now(),
@@ -218,7 +249,7 @@ impl Gate {
         match noted {
             Noted::List(kind) => self.filter(msg, kind),
             Noted::Call {
-                kind,
+                method,
                 server,
                 name,
                 started,
@@ -243,16 +274,11 @@ impl Gate {
                     .or_else(|| msg.error_value().map(|e| e.get().len()))
                     .unwrap_or(0);
                 let session = self.session.lock().map(|s| s.clone()).unwrap_or_default();
-                let method = match kind {
-                    Kind::Tool => "tools/call",
-                    Kind::Prompt => "prompts/get",
-                    Kind::Resource => "resources/read",
-                };
                 self.audit(Entry {
                     identity,
                     session: &session,
                     server: Some(&server),
-                    method,
+                    method: &method,
                     name: Some(&name),
                     outcome,
                     error,

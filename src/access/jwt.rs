@@ -189,6 +189,36 @@ impl Verifier {
     }
 
     async fn verify_jwt(&self, token: &str, base: &str) -> Result<Identity, Bad> {
+        // A token checked already (for this base URL) is known until its expiry, for a minute
+        // at most: the signature is not verified again on every request.
+        let key = sha(&format!("{base}\u{0}{token}"));
+        if let Ok(c) = self.cache.lock()
+            && let Some((until, id)) = c.get(&key)
+            && *until > Instant::now()
+        {
+            return Ok(id.clone());
+        }
+        let id = self.check_jwt(token, base).await?;
+        Ok(id)
+    }
+
+    /// Remember that `token` was good until `exp`, for a minute at most.
+    fn remember(&self, key: [u8; 32], exp: Option<u64>, id: &Identity) {
+        let keep = exp
+            .map(|e| Duration::from_secs(e.saturating_sub(now())))
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= 10_000 {
+                c.retain(|_, (until, _)| *until > Instant::now());
+            }
+            if c.len() < 10_000 {
+                c.insert(key, (Instant::now() + keep, id.clone()));
+            }
+        }
+    }
+
+    async fn check_jwt(&self, token: &str, base: &str) -> Result<Identity, Bad> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Bad::Invalid("the token is malformed", format!("JWT header: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
@@ -224,7 +254,13 @@ impl Verifier {
                 format!("JWT audience {aud:?} is not this proxy"),
             ));
         }
-        Ok(identity_of(&data.claims, "jwt"))
+        let id = identity_of(&data.claims, "jwt");
+        self.remember(
+            sha(&format!("{base}\u{0}{token}")),
+            data.claims.get("exp").and_then(Value::as_u64),
+            &id,
+        );
+        Ok(id)
     }
 
     /// The key that `kid` names, fetching the set again (at most every 30 s) when it is not
@@ -405,8 +441,9 @@ impl Verifier {
                 format!("introspection: issuer {iss}"),
             ));
         }
+        // The token must say it is for this proxy (the MCP authorization specification).
         let aud = strings(v.get("aud"), false);
-        if !aud.is_empty() && !self.audience_ok(&aud, base) {
+        if !self.audience_ok(&aud, base) {
             return Err(Bad::Invalid(
                 "the token is for another audience",
                 format!("introspection: audience {aud:?}"),

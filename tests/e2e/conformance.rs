@@ -131,6 +131,25 @@ fn server_scenarios_pass_through_the_proxy_as_they_do_directly() {
     let proxy = Proxy::start(&[&format!("http://127.0.0.1:{port}/mcp")]);
     let remote = server_suite(&proxy.url("/mcp"), "remote");
     assert_same_as_direct(&direct, &remote, "behind mcp-proxy URL --port");
+    drop(proxy);
+
+    // With inbound auth on: the suite's client sends the key in the query string.
+    let proxy = Proxy::start(&[
+        "--api-key",
+        "suite:conformance-key-0123",
+        "--audit-log",
+        "-",
+        "--",
+        &python(),
+        &fixture(),
+    ]);
+    let keyed = server_suite(&proxy.url("/mcp?key=conformance-key-0123"), "keyed");
+    assert_same_as_direct(&direct, &keyed, "behind mcp-proxy with an API key");
+    let failing: Vec<_> = keyed.iter().filter(|(_, (_, f))| *f > 0).collect();
+    assert!(
+        failing.is_empty(),
+        "failing through the proxy with auth on: {failing:?}"
+    );
 }
 
 fn client_scenario(name: &str) -> (bool, String) {

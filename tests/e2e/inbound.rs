@@ -577,9 +577,11 @@ async fn oauth_clients_find_the_issuer_through_the_proxy_and_bad_tokens_are_refu
     assert!(r.body.contains("modern"), "{}", r.body);
     // A token for another resource, a tampered one, garbage: 401 invalid_token.
     let other = token_for(is.port, "http://127.0.0.1:1/mcp").await;
-    let mut tampered = token.clone();
-    tampered.pop();
-    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    // One character in the middle of the signature changed.
+    let mut chars: Vec<char> = token.chars().collect();
+    let at = chars.len() - 20;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
     for (bad, said) in [
         (other.as_str(), "another audience"),
         (tampered.as_str(), "signature"),
@@ -644,4 +646,54 @@ async fn scopes_the_policy_asks_for_get_403_insufficient_scope() {
     let fresh = Proxy::start(&["--auth-issuer", &iss, "--", BIN, "--demo-server"]);
     let r = post(&fresh.url("/mcp"), None, INIT, &auth).await;
     assert_eq!(r.status, 503, "{}", r.body);
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_checked_by_introspection() {
+    let is = issuer();
+    let iss = format!("http://127.0.0.1:{}", is.port);
+    let proxy = Proxy::start_env(
+        &[
+            "--auth-issuer".into(),
+            iss.clone(),
+            "--auth-introspection".into(),
+            format!("{iss}/token/introspection"),
+            "--auth-client-id".into(),
+            "robot".into(),
+            "--".into(),
+            BIN.into(),
+            "--demo-server".into(),
+        ],
+        &[("MCP_PROXY_AUTH_CLIENT_SECRET", "robot-secret".into())],
+    );
+    let url = proxy.url("/mcp");
+    // Unknown to the authorization server: not active.
+    let r = post(
+        &url,
+        None,
+        INIT,
+        &[("authorization", "Bearer opaque-and-unknown-token")],
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("not active"), "{}", r.body);
+    // Real but issued for no resource (an opaque token without an audience): active, yet not
+    // for this proxy, so refused.
+    let v: Value = reqwest::Client::new()
+        .post(format!("{iss}/token"))
+        .basic_auth("robot", Some("robot-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "mcp:read")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let opaque = v["access_token"].as_str().expect("a token").to_owned();
+    assert_eq!(opaque.split('.').count(), 1, "opaque: {opaque}");
+    let bearer = format!("Bearer {opaque}");
+    let r = post(&url, None, INIT, &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("another audience"), "{}", r.body);
+    assert!(!proxy.run.log_text().contains(&opaque));
 }
