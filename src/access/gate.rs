@@ -34,6 +34,8 @@ pub struct Gate {
     /// The merged view, to tell which server a merged name belongs to.
     catalog: Option<Arc<Catalog>>,
     noted: Mutex<HashMap<Id, Noted>>,
+    /// Ends the task that tells the client about policy changes.
+    done: tokio_util::sync::CancellationToken,
 }
 
 /// The list member and key of each listing method.
@@ -99,7 +101,36 @@ impl Gate {
             server,
             catalog,
             noted: Default::default(),
+            done: Default::default(),
         })
+    }
+
+    /// Tell the client its lists changed whenever the policy does (until the session ends).
+    pub fn tell_changes(&self, client: crate::route::SessionTx) {
+        let mut changed = self.caller.access.policy.changed.subscribe();
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = done.cancelled() => return,
+                    r = changed.changed() => if r.is_err() { return },
+                }
+                for method in [
+                    "notifications/tools/list_changed",
+                    "notifications/prompts/list_changed",
+                    "notifications/resources/list_changed",
+                ] {
+                    let m = Message::notification(method, None);
+                    if client
+                        .send(crate::route::Outgoing::new(m, None))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     pub fn caller(&self) -> &Caller {
@@ -292,8 +323,9 @@ impl Gate {
         }
     }
 
-    /// Forget a request that will never be answered through here (its session ended).
+    /// The session ended: forget its requests (they will never be answered through here).
     pub fn forget_all(&self) {
+        self.done.cancel();
         let calls = self
             .noted
             .lock()
@@ -343,6 +375,7 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        self.done.cancel();
         self.forget_all();
     }
 }

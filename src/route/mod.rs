@@ -307,6 +307,7 @@ impl Backend {
             }
         });
         let inner = Box::pin(self.open_curated(wrapped, curation)).await?;
+        gate.tell_changes(tx.clone());
         Ok(Route::Gated {
             inner: Box::new(inner),
             gate,

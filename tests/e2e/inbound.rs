@@ -377,7 +377,18 @@ async fn two_identities_see_and_use_different_tools_and_every_outcome_is_audited
         "{r}"
     );
     let _ = slow.await;
-    // The policy is reloaded live: carol gets "two".
+    // The policy is reloaded live: carol gets "two", and is told that her lists changed.
+    let mut stream = reqwest::Client::new()
+        .get(&merged)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &c_sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("x-api-key", "carol-key-000000")
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::write(
         &policy,
         r#"{ rules: [ { who: { key: "carol" }, servers: ["two"] } ] }"#,
@@ -395,6 +406,19 @@ async fn two_identities_see_and_use_different_tools_and_every_outcome_is_audited
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let mut seen = String::new();
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(told, "no list_changed on the stream: {seen}");
     // Every outcome is in the audit log.
     let lines = audit_lines(&audit);
     for outcome in ["ok", "tool_error", "error", "denied", "limited"] {
