@@ -9,6 +9,14 @@ use crate::server::{self, HttpOptions};
 
 /// Run the proxy until `shutdown` fires (or, on stdio, the client's input ends).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Metrics, where there is somewhere to read them: the HTTP listener or --metrics-port.
+    let http_front = matches!(config.front, Front::Http { .. });
+    if config.metrics && (http_front || config.metrics_listen.is_some()) {
+        crate::telemetry::enable();
+    }
+    if config.no_metrics_listener_conflict() {
+        anyhow::bail!("--metrics-port needs metrics: drop --no-metrics");
+    }
     // The server of the proxy's own (a command or URL), or else the merged view.
     let own = match &config.target {
         Some(target) => {
@@ -38,6 +46,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 request_timeout: config.route.request_timeout,
                 client_buffer: config.client_buffer,
             };
+            if let Some(addr) = &config.metrics_listen {
+                serve_metrics(addr, None, shutdown.clone()).await?;
+            }
             server::stdio::serve(
                 root.backend.clone(),
                 root.curation.clone(),
@@ -99,6 +110,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 g.serve_on(mounts.clone());
                 g.watch(shutdown.clone());
             }
+            if let Some(addr) = &config.metrics_listen {
+                serve_metrics(addr, Some(mounts.clone()), shutdown.clone()).await?;
+            }
             server::serve_http(listener, mounts, shutdown.clone()).await?;
         }
     }
@@ -107,5 +121,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(g) = gateway {
         g.shutdown().await;
     }
+    Ok(())
+}
+
+/// `--metrics-port`: `/metrics`, `/healthz` and `/readyz` on a listener of their own.
+async fn serve_metrics(
+    addr: &str,
+    mounts: Option<std::sync::Arc<server::Mounts>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--metrics-port): {e}"))?;
+    tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
+    let app = server::metrics_router(mounts);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    });
     Ok(())
 }

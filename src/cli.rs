@@ -213,6 +213,24 @@ pub struct Cli {
     #[arg(long, value_name = "FILE|-", help_heading = "Who may use the proxy")]
     pub audit_log: Option<String>,
 
+    /// Serve /metrics (with /healthz and /readyz) on a listener of its own; also with the
+    /// stdio front
+    #[arg(long, value_name = "PORT", help_heading = "Observability")]
+    pub metrics_port: Option<u16>,
+
+    /// Address of the --metrics-port listener
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        value_name = "HOST",
+        help_heading = "Observability"
+    )]
+    pub metrics_host: String,
+
+    /// Collect no metrics (and serve no /metrics)
+    #[arg(long, help_heading = "Observability")]
+    pub no_metrics: bool,
+
     /// Put arguments and results into the audit log too
     #[arg(long, help_heading = "Who may use the proxy")]
     pub audit_payloads: bool,

@@ -54,6 +54,9 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Who may use the HTTP front (keys, tokens, OAuth), its policy, limits and audit log.
     pub access: Option<std::sync::Arc<crate::access::Access>>,
+    /// Whether metrics are collected, and the address of their own listener, if any.
+    pub metrics: bool,
+    pub metrics_listen: Option<String>,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -312,6 +315,15 @@ impl Config {
             header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
             body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
             access: crate::access::from_cli(cli).map_err(ConfigError::Access)?,
+            metrics: !cli.no_metrics,
+            metrics_listen: cli.metrics_port.map(|p| {
+                let h = cli.metrics_host.trim_matches(['[', ']']);
+                if h.contains(':') {
+                    format!("[{h}]:{p}")
+                } else {
+                    format!("{h}:{p}")
+                }
+            }),
         })
     }
 
@@ -377,6 +389,11 @@ impl Config {
             enable_proxy: cli.enable_proxy,
             store_dir: None,
         })
+    }
+
+    /// `--metrics-port` with `--no-metrics`.
+    pub fn no_metrics_listener_conflict(&self) -> bool {
+        !self.metrics && self.metrics_listen.is_some()
     }
 
     /// The server given on the command line.

@@ -169,7 +169,7 @@ impl Curation {
             msg.id()?,
             code::INVALID_PARAMS,
             &format!("tool `{name}` is not available (hidden by the proxy's tool configuration)"),
-            None,
+            Some(serde_json::json!({ "refusedBy": "mcp-proxy", "reason": "curation" })),
         ))
     }
 

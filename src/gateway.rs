@@ -435,6 +435,8 @@ async fn start(config: &Config, e: &ServerEntry, policy: &Arc<Policy>) -> Served
             with_front(config, name, backend, curation)
         }
     };
+    let mut mount = mount;
+    mount.required = e.required;
     Served::new(e.clone(), mount)
 }
 
@@ -535,6 +537,7 @@ pub fn with_front(
         health,
         auth,
         watch: None,
+        required: true,
     }
 }
 

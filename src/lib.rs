@@ -23,5 +23,6 @@ pub mod route;
 pub mod server;
 pub mod servers;
 pub mod supervisor;
+pub mod telemetry;
 pub mod throttle;
 pub mod transport;

@@ -36,6 +36,8 @@ pub struct ServerEntry {
     /// `tools.allow` / `tools.deny`: wildcard patterns on this server's tool names.
     pub allow_tools: Vec<String>,
     pub deny_tools: Vec<String>,
+    /// Whether `/readyz` waits for this server (`"required": false` leaves it out).
+    pub required: bool,
 }
 
 /// What is wrong with a servers file, located as precisely as the file allows.
@@ -302,6 +304,11 @@ pub fn parse(
                 })
             }
         };
+        let required = match entry.get("required") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(field_err("required", "must be true or false".into())),
+        };
         out.push(ServerEntry {
             name: name.clone(),
             title: string("name")?,
@@ -310,6 +317,7 @@ pub fn parse(
             timeout,
             allow_tools,
             deny_tools,
+            required,
         });
     }
     Ok(out)

@@ -236,7 +236,12 @@ impl Gate {
             let what = kind.as_str();
             let text = format!("{what} `{name}` is not available");
             self.audit(entry("denied", text.clone()));
-            return Err(Message::error(id, code::INVALID_PARAMS, &text, None));
+            return Err(Message::error(
+                id,
+                code::INVALID_PARAMS,
+                &text,
+                Some(serde_json::json!({ "refusedBy": "mcp-proxy", "reason": "policy" })),
+            ));
         }
         if !matches!(
             method,
@@ -249,7 +254,12 @@ impl Gate {
                 "too many requests waiting for answers at once (the limit is {limit}); try again when some are answered"
             );
             self.audit(entry("limited", text.clone()));
-            return Err(Message::error(id, code::UPSTREAM_UNAVAILABLE, &text, None));
+            return Err(Message::error(
+                id,
+                code::UPSTREAM_UNAVAILABLE,
+                &text,
+                Some(serde_json::json!({ "refusedBy": "mcp-proxy", "reason": "limit" })),
+            ));
         }
         if let Ok(mut n) = self.noted.lock() {
             n.insert(

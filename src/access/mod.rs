@@ -322,9 +322,14 @@ enum Refusal {
 /// prove who sent it.
 pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
+    let count = |reason: &str| {
+        if let Some(m) = crate::telemetry::get() {
+            m.auth_refused(reason);
+        }
+    };
     let base = access.base(req.headers());
     if let Some(rest) = path.strip_prefix("/.well-known/oauth-protected-resource") {
         return match access.metadata(&base, rest) {
@@ -346,6 +351,7 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     if let Some(ip) = ip
         && let Some(wait) = access.blocked(ip)
     {
+        count("blocked");
         let mut r = plain(
             StatusCode::TOO_MANY_REQUESTS,
             "Too Many Requests: too many failed attempts from this address",
@@ -362,6 +368,12 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     {
         Ok(id) => Arc::new(id),
         Err(refusal) => {
+            count(match &refusal {
+                Refusal::Missing => "missing",
+                Refusal::Invalid(..) => "invalid",
+                Refusal::Unavailable(_) => "unavailable",
+                Refusal::Scope(..) => "scope",
+            });
             let (response, why) = match refusal {
                 Refusal::Missing => (
                     access.unauthorized(&base, &path, None),
@@ -404,6 +416,7 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     if let Some(rest) = path.strip_prefix("/servers/") {
         let name = rest.split('/').next().unwrap_or("");
         if !access.policy.get().server_allowed(&identity, name) {
+            count("server");
             if let Some(a) = &access.audit {
                 a.denied_server(&identity, name);
             }
@@ -414,6 +427,7 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
         }
     }
     if let Err(wait) = access.limits.rate(&identity, &access.policy.get()) {
+        count("rate");
         if let Some(a) = &access.audit {
             a.limited(&identity, &path);
         }

@@ -482,6 +482,13 @@ impl OAuth {
         )
         .await?;
         tracing::info!(server = %self.label, "token refreshed");
+        if let Some(m) = crate::telemetry::get() {
+            m.oauth_refreshes
+                .get_or_create(&crate::telemetry::Server {
+                    server: self.label.clone(),
+                })
+                .inc();
+        }
         self.keep(inner, fresh);
         Ok(())
     }

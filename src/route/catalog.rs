@@ -738,7 +738,12 @@ impl Shared {
         let weak = Arc::downgrade(self);
         let key = m.key;
         let tx = SessionTx::direct(move |o| from_member(&weak, key, o));
-        let route = match m.backend.open_curated(tx, m.curation.as_ref()).await {
+        let meter = crate::telemetry::get().map(|_| crate::telemetry::Meter::towards(&m.name));
+        let route = match m
+            .backend
+            .open_gated(tx, m.curation.as_ref(), None, meter)
+            .await
+        {
             Ok(r) => Arc::new(r),
             Err(e) => {
                 crate::warn_throttled!(

@@ -293,24 +293,33 @@ impl Backend {
         tx: SessionTx,
         curation: Option<&crate::curation::Curation>,
         gate: Option<Arc<crate::access::Gate>>,
+        meter: Option<Arc<crate::telemetry::Meter>>,
     ) -> Result<Route, Unavailable> {
-        let Some(gate) = gate else {
+        if gate.is_none() && meter.is_none() {
             return self.open_curated(tx, curation).await;
-        };
-        let answers = gate.clone();
+        }
+        let (g, mt) = (gate.clone(), meter.clone());
         let client = tx.clone();
         let wrapped = SessionTx::direct(move |mut o: Outgoing| {
-            answers.answered(&mut o.msg);
+            if let Some(g) = &g {
+                g.answered(&mut o.msg);
+            }
+            if let Some(m) = &mt {
+                m.answered(&o.msg);
+            }
             match client.try_send(o) {
                 Ok(()) => Filed::Yes,
                 Err(_) => Filed::Closed,
             }
         });
         let inner = Box::pin(self.open_curated(wrapped, curation)).await?;
-        gate.tell_changes(tx.clone());
+        if let Some(g) = &gate {
+            g.tell_changes(tx.clone());
+        }
         Ok(Route::Gated {
             inner: Box::new(inner),
             gate,
+            meter,
             tx,
         })
     }
@@ -333,7 +342,8 @@ pub enum Route {
     /// The caller's gate in front of another route (see [`crate::access::Gate`]).
     Gated {
         inner: Box<Route>,
-        gate: Arc<crate::access::Gate>,
+        gate: Option<Arc<crate::access::Gate>>,
+        meter: Option<Arc<crate::telemetry::Meter>>,
         tx: SessionTx,
     },
     /// Tool curation in front of another route: hidden tools are refused here, and the
@@ -352,8 +362,21 @@ impl Route {
             Route::Pipe(p) => p.send(msg).await,
             Route::Shared(s) => s.send(msg).await,
             Route::Catalog(c) => Box::pin(c.send(msg)).await,
-            Route::Gated { inner, gate, tx } => {
-                if let Err(refusal) = gate.admit(&msg) {
+            Route::Gated {
+                inner,
+                gate,
+                meter,
+                tx,
+            } => {
+                if let Some(m) = meter {
+                    m.sent(&msg);
+                }
+                if let Some(g) = gate
+                    && let Err(refusal) = g.admit(&msg)
+                {
+                    if let Some(m) = meter {
+                        m.answered(&refusal);
+                    }
                     let related = refusal.id();
                     let _ = tx.send(Outgoing::new(refusal, related)).await;
                     return;
@@ -389,8 +412,15 @@ impl Route {
             Route::Shared(s) => s.close(),
             Route::Catalog(c) => Box::pin(c.close()).await,
             Route::Curated { inner, .. } => Box::pin(inner.close()).await,
-            Route::Gated { inner, gate, .. } => {
-                gate.forget_all();
+            Route::Gated {
+                inner, gate, meter, ..
+            } => {
+                if let Some(g) = gate {
+                    g.forget_all();
+                }
+                if let Some(m) = meter {
+                    m.forget_all();
+                }
                 Box::pin(inner.close()).await
             }
         }

@@ -62,6 +62,8 @@ pub struct AppState {
     pub streamable: streamable::Sessions,
     pub sse: sse::Sessions,
     pub shutdown: CancellationToken,
+    /// Whether `/readyz` waits for this server.
+    pub required: bool,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -94,6 +96,8 @@ pub struct Mount {
     pub auth: Option<Arc<crate::oauth::OAuth>>,
     /// Keeps a remote server's health checks going while the mount lives.
     pub watch: Option<Arc<tokio_util::sync::DropGuard>>,
+    /// Whether `/readyz` waits for it.
+    pub required: bool,
 }
 
 /// The servers the HTTP listener offers: one at the root (fixed), and named servers under
@@ -132,6 +136,7 @@ impl Mounts {
             sse: Default::default(),
             // Its own, so that one server's sessions can end without the listener's.
             shutdown: self.shutdown.child_token(),
+            required: m.required,
         });
         streamable::spawn_reaper(state.clone());
         state
@@ -257,7 +262,9 @@ pub async fn serve_http(
     let mut app = app
         .route("/servers/{*rest}", any(to_named).with_state(mounts.clone()))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/status", get(status).with_state(mounts.clone()));
+        .route("/status", get(status).with_state(mounts.clone()))
+        .route("/readyz", get(readyz).with_state(mounts.clone()))
+        .route("/metrics", get(metrics).with_state(mounts.clone()));
     if let Some(access) = &mounts.options.access {
         access.policy.watch();
         app = app.layer(axum::middleware::from_fn_with_state(
@@ -283,6 +290,129 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// One meaning for every server: ready (it answers), failed (it does not; see lastError),
+/// starting (not known yet), needs-authorization (waiting for its user to sign in); `merged`
+/// for the merged view, `per-session` for a per-client command.
+pub fn state_of(state: &AppState) -> &'static str {
+    use crate::route::hub::Status;
+    let hub = match &state.backend {
+        Backend::Shared(hub) => Some(hub),
+        Backend::PerSession { .. } | Backend::Catalog(_) => None,
+    };
+    if state
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.pending_url().is_some())
+    {
+        return "needs-authorization";
+    }
+    match (&state.backend, hub.map(|h| h.status()), &state.health) {
+        (_, Some(Status::Starting), _) => "starting",
+        (_, Some(Status::Ready(_)), _) => "ready",
+        (_, Some(Status::Failed(_)), _) => "failed",
+        (Backend::Catalog(_), None, _) => "merged",
+        (_, None, Some(h)) => h.state().as_str(),
+        _ => "per-session",
+    }
+}
+
+/// `/readyz`: 200 when every server the config requires is ready (a per-client command and
+/// the merged view itself count as ready), else 503 naming those that are not.
+async fn readyz(
+    axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let waiting: Vec<serde_json::Value> = mounts
+        .all()
+        .iter()
+        .filter(|(_, s)| s.required)
+        .filter_map(|(name, s)| {
+            let st = state_of(s);
+            (!matches!(st, "ready" | "merged" | "per-session"))
+                .then(|| serde_json::json!({ "name": name, "state": st }))
+        })
+        .collect();
+    let status = if waiting.is_empty() {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "ready": waiting.is_empty(), "waitingFor": waiting }).to_string(),
+    )
+        .into_response()
+}
+
+/// Set the scrape-time metrics (sessions, parked calls, server states, restarts) from the
+/// servers offered.
+pub fn update_metrics(mounts: &Mounts, m: &crate::telemetry::Metrics) {
+    use crate::telemetry::{ServerState, Sessions};
+    m.sessions.clear();
+    m.parked.clear();
+    m.state.clear();
+    m.restarts.clear();
+    for (name, s) in mounts.all() {
+        let server = name.unwrap_or_else(|| match &s.backend {
+            Backend::Catalog(_) => "merged".into(),
+            _ => "default".into(),
+        });
+        for (transport, n) in [
+            ("streamable-http", s.streamable.len()),
+            ("sse", s.sse.len()),
+        ] {
+            m.sessions
+                .get_or_create(&Sessions {
+                    server: server.clone(),
+                    transport: transport.into(),
+                })
+                .set(n as i64);
+        }
+        let label = crate::telemetry::Server {
+            server: server.clone(),
+        };
+        m.parked
+            .get_or_create(&label)
+            .set(s.modern.parked_calls() as i64);
+        m.state
+            .get_or_create(&ServerState {
+                server: server.clone(),
+                state: state_of(&s).into(),
+            })
+            .set(1);
+        if let Backend::Shared(hub) = &s.backend {
+            m.restarts.get_or_create(&label).set(hub.restarts() as i64);
+        }
+    }
+}
+
+/// The `--metrics-port` listener's routes; server figures when `mounts` are known.
+pub fn metrics_router(mounts: Option<Arc<Mounts>>) -> Router {
+    let r = Router::new().route("/healthz", get(|| async { "ok" }));
+    match mounts {
+        Some(m) => r
+            .route("/metrics", get(metrics).with_state(m.clone()))
+            .route("/readyz", get(readyz).with_state(m)),
+        None => {
+            r.route(
+                "/metrics",
+                get(|headers: http::HeaderMap| async move {
+                    crate::telemetry::respond(&headers, |_| {})
+                }),
+            )
+        }
+    }
+}
+
+/// `/metrics`.
+async fn metrics(
+    axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
+    crate::telemetry::respond(&headers, |m| update_metrics(&mounts, m))
+}
+
 /// `/status`: every server's state, as JSON.
 async fn status(
     axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
@@ -302,19 +432,8 @@ async fn status(
                 Backend::Shared(hub) => Some(hub),
                 Backend::PerSession { .. } | Backend::Catalog(_) => None,
             };
-            // One meaning for every server: ready (it answers), failed (it does not; see
-            // lastError), starting (not known yet).
-            let link = match (&state.backend, hub.map(|h| h.status()), &state.health) {
-                (_, Some(Status::Starting), _) => "starting",
-                (_, Some(Status::Ready(_)), _) => "ready",
-                (_, Some(Status::Failed(_)), _) => "failed",
-                (Backend::Catalog(_), None, _) => "merged",
-                (_, None, Some(h)) => h.state().as_str(),
-                _ => "per-session",
-            };
-            // A server that waits for its user to sign in says so, with the page to open.
+            let link = state_of(state);
             let sign_in = state.auth.as_ref().and_then(|a| a.pending_url());
-            let link = if sign_in.is_some() { "needs-authorization" } else { link };
             let mut fields = state
                 .health
                 .as_ref()

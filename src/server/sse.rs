@@ -137,6 +137,7 @@ pub async fn connect(
             SessionTx::coalesced(SessionTx::Queue(tx.clone())),
             state.curation.as_ref(),
             gate,
+            super::streamable::meter_for(&state),
         )
         .await
     {

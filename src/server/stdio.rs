@@ -120,7 +120,18 @@ impl Session {
             let (tx, mut rx) = client_queue(self.client_buffer);
             let ended = tx.ended();
             let opened = tokio::select! {
-                r = self.backend.open_curated(SessionTx::coalesced(SessionTx::Queue(tx.clone())), self.curation.as_ref()) => r,
+                r = self.backend.open_gated(
+                    SessionTx::coalesced(SessionTx::Queue(tx.clone())),
+                    self.curation.as_ref(),
+                    None,
+                    crate::telemetry::get().map(|_| crate::telemetry::Meter::new(
+                        None,
+                        match &self.backend {
+                            Backend::Catalog(c) => Some(c.clone()),
+                            _ => None,
+                        },
+                    )),
+                ) => r,
                 _ = shutdown.cancelled() => Err(Unavailable::from("the proxy is shutting down".to_owned())),
             };
             match opened {

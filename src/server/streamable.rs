@@ -229,6 +229,11 @@ impl Session {
             && let Some((seq, _, n)) = buf.events.pop_front()
         {
             dropped = n;
+            if seq >= buf.delivered
+                && let Some(m) = crate::telemetry::get()
+            {
+                m.replay_drops.inc();
+            }
             if target == STANDALONE && seq >= buf.delivered {
                 crate::warn_throttled!(
                     format!("replay:{}", self.id),
@@ -507,6 +512,21 @@ pub fn gate_for(state: &AppState, caller: &CallerExt) -> Option<Arc<crate::acces
         _ => None,
     };
     Some(crate::access::Gate::new(c.clone(), server, catalog))
+}
+
+/// The meter for a new session on this server, when metrics are on.
+pub fn meter_for(state: &AppState) -> Option<Arc<crate::telemetry::Meter>> {
+    crate::telemetry::get()?;
+    let server = state
+        .options
+        .base_path
+        .strip_prefix("/servers/")
+        .map(str::to_owned);
+    let catalog = match &state.backend {
+        crate::route::Backend::Catalog(c) => Some(c.clone()),
+        _ => None,
+    };
+    Some(crate::telemetry::Meter::new(server, catalog))
 }
 
 /// Whether `caller` is the one who opened `session`.
@@ -893,25 +913,38 @@ async fn modern_post(
         // nothing left to act on.
         return StatusCode::ACCEPTED.into_response();
     }
-    // The caller's gate: a refusal answers at once; the answer passes through it.
+    // The caller's gate: a refusal answers at once; the answer passes through it (and the
+    // meter).
+    let meter = meter_for(state);
+    if let Some(m) = &meter {
+        m.sent(&msg);
+    }
     if let Some(g) = &gate
         && let Err(refusal) = g.admit(&msg)
     {
+        if let Some(m) = &meter {
+            m.answered(&refusal);
+        }
         return json_response(modern_status(&refusal), &[refusal], false, None);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Message>(64);
     let front = state.modern.clone();
-    let rx = match gate {
-        None => {
+    let rx = match (gate, meter) {
+        (None, None) => {
             tokio::spawn(async move { front.handle(msg, meta, tx).await });
             rx
         }
-        Some(g) => {
+        (g, mt) => {
             let (gated_tx, mut inner_rx) = tokio::sync::mpsc::channel::<Message>(64);
             tokio::spawn(async move { front.handle(msg, meta, gated_tx).await });
             tokio::spawn(async move {
                 while let Some(mut m) = inner_rx.recv().await {
-                    g.answered(&mut m);
+                    if let Some(g) = &g {
+                        g.answered(&mut m);
+                    }
+                    if let Some(mt) = &mt {
+                        mt.answered(&m);
+                    }
                     if tx.send(m).await.is_err() {
                         break;
                     }
@@ -1089,7 +1122,12 @@ async fn new_session(
     };
     let route = state
         .backend
-        .open_gated(SessionTx::coalesced(sink), state.curation.as_ref(), gate)
+        .open_gated(
+            SessionTx::coalesced(sink),
+            state.curation.as_ref(),
+            gate,
+            meter_for(state),
+        )
         .await?;
     let mut streams = HashMap::new();
     streams.insert(STANDALONE, StreamBuf::new(HashSet::new()));
