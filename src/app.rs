@@ -17,6 +17,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if config.no_metrics_listener_conflict() {
         anyhow::bail!("--metrics-port needs metrics: drop --no-metrics");
     }
+    if crate::telemetry::trace::init(config.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)? {
+        tracing::info!("sending traces over OTLP");
+    }
     // The server of the proxy's own (a command or URL), or else the merged view.
     let own = match &config.target {
         Some(target) => {
@@ -121,6 +124,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(g) = gateway {
         g.shutdown().await;
     }
+    // The batch exporter's thread sends what is left; it blocks, so not on a runtime thread.
+    let _ = tokio::task::spawn_blocking(crate::telemetry::trace::flush).await;
     Ok(())
 }
 

@@ -227,6 +227,11 @@ pub struct Cli {
     )]
     pub metrics_host: String,
 
+    /// Send traces to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318); also
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and the other standard `OTEL_*` variables
+    #[arg(long, value_name = "URL", help_heading = "Observability")]
+    pub otlp_endpoint: Option<String>,
+
     /// Collect no metrics (and serve no /metrics)
     #[arg(long, help_heading = "Observability")]
     pub no_metrics: bool,

@@ -57,6 +57,8 @@ pub struct Config {
     /// Whether metrics are collected, and the address of their own listener, if any.
     pub metrics: bool,
     pub metrics_listen: Option<String>,
+    /// `--otlp-endpoint`.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -316,6 +318,7 @@ impl Config {
             body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
             access: crate::access::from_cli(cli).map_err(ConfigError::Access)?,
             metrics: !cli.no_metrics,
+            otlp_endpoint: cli.otlp_endpoint.clone(),
             metrics_listen: cli.metrics_port.map(|p| {
                 let h = cli.metrics_host.trim_matches(['[', ']']);
                 if h.contains(':') {

@@ -357,7 +357,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub async fn send(&self, msg: Message) {
+    pub async fn send(&self, mut msg: Message) {
         match self {
             Route::Pipe(p) => p.send(msg).await,
             Route::Shared(s) => s.send(msg).await,
@@ -368,9 +368,7 @@ impl Route {
                 meter,
                 tx,
             } => {
-                if let Some(m) = meter {
-                    m.sent(&msg);
-                }
+                let ids = meter.as_ref().and_then(|m| m.sent(&mut msg));
                 if let Some(g) = gate
                     && let Err(refusal) = g.admit(&msg)
                 {
@@ -381,7 +379,16 @@ impl Route {
                     let _ = tx.send(Outgoing::new(refusal, related)).await;
                     return;
                 }
-                Box::pin(inner.send(msg)).await
+                match ids {
+                    // What is logged on the way carries the request's trace.
+                    Some((trace_id, span_id)) => {
+                        use tracing::Instrument;
+                        Box::pin(inner.send(msg))
+                            .instrument(tracing::info_span!("mcp", %trace_id, %span_id))
+                            .await
+                    }
+                    None => Box::pin(inner.send(msg)).await,
+                }
             }
             Route::Curated {
                 inner,

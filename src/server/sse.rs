@@ -131,13 +131,15 @@ pub async fn connect(
     let gate = super::streamable::gate_for(&state, &caller);
     let owner = gate.as_ref().map(|g| g.caller().identity.clone());
     let gate_of_session = gate.clone();
+    let meter = super::streamable::meter_for(&state);
+    let meter_of_session = meter.clone();
     let route = match state
         .backend
         .open_gated(
             SessionTx::coalesced(SessionTx::Queue(tx.clone())),
             state.curation.as_ref(),
             gate,
-            super::streamable::meter_for(&state),
+            meter,
         )
         .await
     {
@@ -157,6 +159,9 @@ pub async fn connect(
     let id = super::new_session_id();
     if let Some(g) = gate_of_session {
         g.set_session(&id);
+    }
+    if let Some(m) = meter_of_session {
+        m.set_session(&id);
     }
     if let Some(o) = owner
         && let Ok(mut m) = state.sse.owners.lock()

@@ -124,13 +124,12 @@ impl Session {
                     SessionTx::coalesced(SessionTx::Queue(tx.clone())),
                     self.curation.as_ref(),
                     None,
-                    crate::telemetry::get().map(|_| crate::telemetry::Meter::new(
-                        None,
-                        match &self.backend {
+                    (crate::telemetry::get().is_some() || crate::telemetry::trace::on()).then(|| {
+                        crate::telemetry::Meter::over_stdio(match &self.backend {
                             Backend::Catalog(c) => Some(c.clone()),
                             _ => None,
-                        },
-                    )),
+                        })
+                    }),
                 ) => r,
                 _ = shutdown.cancelled() => Err(Unavailable::from("the proxy is shutting down".to_owned())),
             };

@@ -516,7 +516,9 @@ pub fn gate_for(state: &AppState, caller: &CallerExt) -> Option<Arc<crate::acces
 
 /// The meter for a new session on this server, when metrics are on.
 pub fn meter_for(state: &AppState) -> Option<Arc<crate::telemetry::Meter>> {
-    crate::telemetry::get()?;
+    if crate::telemetry::get().is_none() && !crate::telemetry::trace::on() {
+        return None;
+    }
     let server = state
         .options
         .base_path
@@ -916,9 +918,8 @@ async fn modern_post(
     // The caller's gate: a refusal answers at once; the answer passes through it (and the
     // meter).
     let meter = meter_for(state);
-    if let Some(m) = &meter {
-        m.sent(&msg);
-    }
+    let mut msg = msg;
+    let ids = meter.as_ref().and_then(|m| m.sent(&mut msg));
     if let Some(g) = &gate
         && let Err(refusal) = g.admit(&msg)
     {
@@ -936,7 +937,18 @@ async fn modern_post(
         }
         (g, mt) => {
             let (gated_tx, mut inner_rx) = tokio::sync::mpsc::channel::<Message>(64);
-            tokio::spawn(async move { front.handle(msg, meta, gated_tx).await });
+            let handled = async move { front.handle(msg, meta, gated_tx).await };
+            match ids {
+                Some((trace_id, span_id)) => {
+                    use tracing::Instrument;
+                    tokio::spawn(
+                        handled.instrument(tracing::info_span!("mcp", %trace_id, %span_id)),
+                    );
+                }
+                None => {
+                    tokio::spawn(handled);
+                }
+            }
             tokio::spawn(async move {
                 while let Some(mut m) = inner_rx.recv().await {
                     if let Some(g) = &g {
@@ -1103,6 +1115,8 @@ async fn new_session(
 ) -> Result<Arc<Session>, crate::route::Unavailable> {
     let owner = gate.as_ref().map(|g| g.caller().identity.clone());
     let gate_of_session = gate.clone();
+    let meter = meter_for(state);
+    let meter_of_session = meter.clone();
     // Messages for the client are filed into the session's stream buffers as they come,
     // by whoever produced them (no task in between).
     let cell: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Default::default();
@@ -1126,7 +1140,7 @@ async fn new_session(
             SessionTx::coalesced(sink),
             state.curation.as_ref(),
             gate,
-            meter_for(state),
+            meter,
         )
         .await?;
     let mut streams = HashMap::new();
@@ -1149,6 +1163,9 @@ async fn new_session(
     });
     if let Some(g) = gate_of_session {
         g.set_session(&session.id);
+    }
+    if let Some(m) = meter_of_session {
+        m.set_session(&session.id);
     }
     let _ = cell.set(Arc::downgrade(&session));
     if !state.options.stateless {

@@ -48,6 +48,7 @@ struct Pending {
     server: String,
     tool: String,
     started: Instant,
+    spans: Option<super::trace::Spans>,
 }
 
 pub struct Meter {
@@ -58,11 +59,24 @@ pub struct Meter {
     /// In front of one server for the merged view: only the time the server took counts.
     towards_server: bool,
     pending: Mutex<HashMap<Id, Pending>>,
+    /// `tcp` (HTTP) or `pipe` (stdio), for spans.
+    transport: &'static str,
+    session: Mutex<Option<String>>,
+    protocol: Mutex<Option<String>>,
 }
 
 #[derive(serde::Deserialize)]
 struct Named {
     name: Option<String>,
+}
+
+/// What spans read of a request's params.
+#[derive(serde::Deserialize)]
+struct Traced {
+    name: Option<String>,
+    uri: Option<String>,
+    #[serde(rename = "_meta")]
+    meta: Option<HashMap<String, Value>>,
 }
 
 impl Meter {
@@ -78,7 +92,36 @@ impl Meter {
             catalog,
             towards_server: false,
             pending: Default::default(),
+            transport: "tcp",
+            session: Default::default(),
+            protocol: Default::default(),
         })
+    }
+
+    /// For the stdio front.
+    pub fn over_stdio(catalog: Option<Arc<Catalog>>) -> Arc<Meter> {
+        let mut m = Meter {
+            server: if catalog.is_some() {
+                "merged"
+            } else {
+                "default"
+            }
+            .into(),
+            catalog,
+            towards_server: false,
+            pending: Default::default(),
+            transport: "pipe",
+            session: Default::default(),
+            protocol: Default::default(),
+        };
+        m.transport = "pipe";
+        Arc::new(m)
+    }
+
+    pub fn set_session(&self, id: &str) {
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(id.to_owned());
+        }
     }
 
     /// In front of server `name` of the merged view.
@@ -88,13 +131,18 @@ impl Meter {
             catalog: None,
             towards_server: true,
             pending: Default::default(),
+            transport: "tcp",
+            session: Default::default(),
+            protocol: Default::default(),
         })
     }
 
-    /// A message from the client on its way.
-    pub fn sent(&self, msg: &Message) {
-        let Some(m) = super::get() else { return };
-        if !self.towards_server
+    /// A message from the client on its way (spans put their context into its `_meta`); the
+    /// trace and span ids of its server span, when it has one.
+    pub fn sent(&self, msg: &mut Message) -> Option<(String, String)> {
+        let metrics = super::get();
+        if let Some(m) = metrics
+            && !self.towards_server
             && let Some(p) = msg.params()
         {
             m.bytes
@@ -105,15 +153,23 @@ impl Meter {
                 .inc_by(p.get().len() as u64);
         }
         if !msg.is_request() {
-            return;
+            return None;
         }
-        let Some(id) = msg.id() else { return };
+        let id = msg.id()?;
         let method = method_label(msg.method().unwrap_or(""));
+        let tracing = !self.towards_server && super::trace::on();
+        let traced = if tracing {
+            msg.params_as::<Traced>()
+        } else {
+            None
+        };
+        let name = match &traced {
+            Some(t) => t.name.clone(),
+            None if method == "tools/call" => msg.params_as::<Named>().and_then(|n| n.name),
+            None => None,
+        };
         let (server, tool) = if method == "tools/call" {
-            let name = msg
-                .params_as::<Named>()
-                .and_then(|n| n.name)
-                .unwrap_or_default();
+            let name = name.clone().unwrap_or_default();
             let server = match &self.catalog {
                 Some(c) => c
                     .locate("tool", &name)
@@ -121,16 +177,56 @@ impl Meter {
                     .unwrap_or_else(|| self.server.clone()),
                 None => self.server.clone(),
             };
-            (server, m.tool_label(&name))
+            let tool = metrics.map(|m| m.tool_label(&name)).unwrap_or(name);
+            (server, tool)
         } else {
             (self.server.clone(), String::new())
         };
-        if !self.towards_server {
+        if let Some(m) = metrics
+            && !self.towards_server
+        {
             m.in_flight
                 .get_or_create(&Server {
                     server: server.clone(),
                 })
                 .inc();
+        }
+        let spans = traced.and_then(|t| {
+            let meta: HashMap<String, String> = t
+                .meta
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k == "traceparent" || k == "tracestate")
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
+                .collect();
+            let session = self.session.lock().ok().and_then(|s| s.clone());
+            let protocol = self
+                .protocol
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .or_else(|| crate::era::RequestMeta::of(msg).version);
+            let target = t.name.as_deref().or(t.uri.as_deref());
+            let request_id = id.as_json().trim_matches('"').to_owned();
+            let about = super::trace::About {
+                method: msg.method().unwrap_or(method),
+                target,
+                tool: (method == "tools/call").then_some(target).flatten(),
+                session: session.as_deref(),
+                protocol: protocol.as_deref(),
+                request_id: &request_id,
+                transport: self.transport,
+                server: &server,
+            };
+            let (spans, out) = super::trace::start(&about, &meta)?;
+            for (k, v) in out {
+                msg.set_param_meta(&k, crate::jsonrpc::to_raw(&v));
+            }
+            Some(spans)
+        });
+        let ids = spans.as_ref().map(super::trace::Spans::ids);
+        if metrics.is_none() && spans.is_none() {
+            return None;
         }
         if let Ok(mut p) = self.pending.lock() {
             p.insert(
@@ -140,21 +236,49 @@ impl Meter {
                     server,
                     tool,
                     started: Instant::now(),
+                    spans,
                 },
             );
         }
+        ids
     }
 
     /// A message on its way to the client.
     pub fn answered(&self, msg: &Message) {
-        let Some(m) = super::get() else { return };
         if !msg.is_response() {
             return;
         }
         let Some(id) = msg.id() else { return };
-        let Some(p) = self.pending.lock().ok().and_then(|mut p| p.remove(&id)) else {
+        let Some(mut p) = self.pending.lock().ok().and_then(|mut p| p.remove(&id)) else {
             return;
         };
+        if p.method == "initialize"
+            && let Some(v) = msg.result_as::<Value>()
+            && let Some(version) = v["protocolVersion"].as_str()
+            && let Ok(mut slot) = self.protocol.lock()
+        {
+            *slot = Some(version.to_owned());
+        }
+        if let Some(spans) = p.spans.take() {
+            let e = msg
+                .error_value()
+                .and_then(|e| serde_json::from_str::<Value>(e.get()).ok());
+            let refused = e
+                .as_ref()
+                .is_some_and(|e| e["data"]["refusedBy"] == "mcp-proxy");
+            let (kind, text) = match &e {
+                Some(e) => (
+                    Some(e["code"].as_i64().unwrap_or(0).to_string()),
+                    e["message"].as_str().map(str::to_owned),
+                ),
+                None if p.method == "tools/call" && is_tool_error(msg) => {
+                    (Some("tool_error".to_owned()), None)
+                }
+                None => (None, None),
+            };
+            spans.end(kind.as_deref(), text.as_deref(), !refused);
+        }
+        let Some(m) = super::get() else { return };
         let took = p.started.elapsed().as_secs_f64();
         let error = msg
             .error_value()
@@ -250,12 +374,18 @@ impl Meter {
 
     /// The session ended: what it still waited for is no longer in flight.
     pub fn forget_all(&self) {
-        let Some(m) = super::get() else { return };
         let gone: Vec<Pending> = self
             .pending
             .lock()
             .map(|mut p| p.drain().map(|(_, v)| v).collect())
             .unwrap_or_default();
+        let mut gone = gone;
+        for p in gone.iter_mut() {
+            if let Some(s) = p.spans.take() {
+                s.end(Some("cancelled"), Some("the session ended"), true);
+            }
+        }
+        let Some(m) = super::get() else { return };
         if self.towards_server {
             return;
         }

@@ -3,6 +3,7 @@
 //! [`Meter`] in front of each client session's route (see `Route::Gated`).
 
 pub mod meter;
+pub mod trace;
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock, RwLock};
