@@ -383,9 +383,14 @@ impl Route {
                     // What is logged on the way carries the request's trace.
                     Some((trace_id, span_id)) => {
                         use tracing::Instrument;
-                        Box::pin(inner.send(msg))
-                            .instrument(tracing::info_span!("mcp", %trace_id, %span_id))
-                            .await
+                        let span = tracing::info_span!("mcp", %trace_id, %span_id);
+                        span.in_scope(|| {
+                            tracing::debug!(
+                                method = msg.method().unwrap_or(""),
+                                "routing a request"
+                            )
+                        });
+                        Box::pin(inner.send(msg)).instrument(span).await
                     }
                     None => Box::pin(inner.send(msg)).await,
                 }

@@ -290,6 +290,11 @@ impl Meter {
             Some(e) => e["code"].as_i64().unwrap_or(0).to_string(),
             None => String::new(),
         };
+        if p.method == "tools/list"
+            && let Some(r) = msg.result_as::<ToolNames>()
+        {
+            m.learn_tools(r.tools.into_iter().filter_map(|t| t.name));
+        }
         if self.towards_server {
             if !refused {
                 m.client_duration
@@ -302,11 +307,6 @@ impl Meter {
                     .observe(took);
             }
             return;
-        }
-        if p.method == "tools/list"
-            && let Some(r) = msg.result_as::<ToolNames>()
-        {
-            m.learn_tools(r.tools.into_iter().filter_map(|t| t.name));
         }
         let outcome = match &error {
             _ if refused => "refused",

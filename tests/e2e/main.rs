@@ -7,6 +7,7 @@ mod era_matrix;
 mod hardening;
 mod inbound;
 mod oauth;
+mod observability;
 mod outside;
 mod protocol;
 mod reload;
