@@ -8,6 +8,7 @@
 //! - `mcp-proxy URL`: stdio in front of a remote server (the HTTP floor);
 //! - `tools/call` for each client era × server era pair, translated or passed through;
 //! - calls with no inbound auth, with an API key and with a JWT;
+//! - calls with metrics off, on, and with tracing at sampling ratio 0;
 //! - calls over a connection signed in with OAuth, beside a static bearer header and the
 //!   server alone, and while short-lived tokens are refreshed;
 //! - the merged view of 1 and 20 servers of 50 tools: merged `tools/list`, gathered and then
@@ -1487,6 +1488,105 @@ async fn auth_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
         .collect()
 }
 
+/// `tools/call` with metrics off, with metrics on, and with metrics and tracing at a sampling
+/// ratio of 0: latency (the three take turns in blocks of 250 calls) and throughput with 16
+/// clients (three rounds each, in turn; the best of each).
+async fn telemetry_rows(calls: u64, wrong: &Arc<AtomicU64>) -> Vec<String> {
+    let ports = [free_port(), free_port(), free_port()];
+    let start = |port: u16, extra: &[&str], env: &[(&str, &str)]| {
+        let p = port.to_string();
+        let mut args = vec![
+            "--port",
+            &p,
+            "--log-level",
+            "warn",
+            "--server-era",
+            "legacy",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", BIN, "--demo-server"]);
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("mcp-proxy")
+    };
+    let procs = [
+        start(ports[0], &["--no-metrics"], &[]),
+        start(ports[1], &[], &[]),
+        start(
+            ports[2],
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ],
+        ),
+    ];
+    let url = |p: u16| format!("http://127.0.0.1:{p}/mcp");
+    let http = client();
+    let mut sids = vec![];
+    for p in ports {
+        let mut sid = None;
+        for _ in 0..100 {
+            if let Ok(s) = open(&http, &url(p)).await
+                && s.is_some()
+            {
+                sid = s;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sids.push(sid);
+    }
+    for (k, p) in ports.iter().enumerate() {
+        echo_calls(&http, &url(*p), sids[k].as_deref(), "echo", 500, wrong).await;
+    }
+    let mut lat: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..calls.max(1000).div_ceil(250) {
+        for (k, p) in ports.iter().enumerate() {
+            lat[k]
+                .extend(echo_calls(&http, &url(*p), sids[k].as_deref(), "echo", 250, wrong).await);
+        }
+    }
+    let mut rate = [0f64; 3];
+    for _ in 0..3 {
+        for (k, p) in ports.iter().enumerate() {
+            let r = throughput(&url(*p), 16, 16, 300, wrong.clone()).await;
+            rate[k] = rate[k].max(r);
+        }
+    }
+    for mut c in procs {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let names = [
+        "metrics off (--no-metrics)",
+        "metrics on (the default)",
+        "metrics on, tracing on at sampling ratio 0",
+    ];
+    let base = pct(&mut lat[0].clone(), 0.5);
+    names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let p50 = pct(&mut lat[k], 0.5);
+            format!(
+                "| {n} | {p50:.0?} | {:.0?} | {:.2}x | {:.0} | {:.1}% |",
+                pct(&mut lat[k], 0.99),
+                p50.as_secs_f64() / base.as_secs_f64(),
+                rate[k],
+                100.0 * (rate[k] / rate[0] - 1.0)
+            )
+        })
+        .collect()
+}
+
 fn bench_peer(rel: &str) -> Option<String> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".peers/bench")
@@ -1726,6 +1826,11 @@ async fn main() {
             eras.push(era_row(c, srv, calls, &wrong).await);
         }
     }
+    let telemetry = if wanted("telemetry") {
+        telemetry_rows(calls, &wrong).await
+    } else {
+        vec![]
+    };
     let auth = if wanted("inbound") {
         auth_rows(calls, &wrong).await
     } else {
@@ -1800,6 +1905,18 @@ async fn main() {
         println!("| --- | --- | --- | --- | --- |");
         for e in &eras {
             println!("{e}");
+        }
+    }
+    if !telemetry.is_empty() {
+        println!();
+        println!(
+            "tools/call through mcp-proxy /mcp with and without metrics and tracing (demo server behind):"
+        );
+        println!();
+        println!("| row | p50 | p99 | p50 / off | calls/s, 16 clients | vs off |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for t in &telemetry {
+            println!("{t}");
         }
     }
     if !auth.is_empty() {

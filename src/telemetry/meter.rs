@@ -51,6 +51,34 @@ struct Pending {
     spans: Option<super::trace::Spans>,
 }
 
+/// The series one outcome of one call lands in.
+#[derive(Hash, PartialEq, Eq)]
+struct Key {
+    method: &'static str,
+    server: String,
+    tool: String,
+    outcome: &'static str,
+    error_type: String,
+}
+
+#[derive(Clone)]
+struct Series {
+    requests: prometheus_client::metrics::counter::Counter,
+    errors: Option<prometheus_client::metrics::counter::Counter>,
+    server: Option<prometheus_client::metrics::histogram::Histogram>,
+    client: Option<prometheus_client::metrics::histogram::Histogram>,
+}
+
+/// Handles of the series a session uses, so that a call costs no label lookups once its
+/// kind was seen.
+#[derive(Default)]
+struct Handles {
+    series: HashMap<Key, Series>,
+    in_flight: HashMap<String, prometheus_client::metrics::gauge::Gauge>,
+    bytes_in: Option<prometheus_client::metrics::counter::Counter>,
+    bytes_out: Option<prometheus_client::metrics::counter::Counter>,
+}
+
 pub struct Meter {
     /// The server's label (`default` for the proxy's only server, `merged` for the merged
     /// view, whose calls are counted under the server that serves them).
@@ -63,6 +91,7 @@ pub struct Meter {
     transport: &'static str,
     session: Mutex<Option<String>>,
     protocol: Mutex<Option<String>>,
+    handles: Mutex<Handles>,
 }
 
 #[derive(serde::Deserialize)]
@@ -95,6 +124,7 @@ impl Meter {
             transport: "tcp",
             session: Default::default(),
             protocol: Default::default(),
+            handles: Default::default(),
         })
     }
 
@@ -113,6 +143,7 @@ impl Meter {
             transport: "pipe",
             session: Default::default(),
             protocol: Default::default(),
+            handles: Default::default(),
         };
         m.transport = "pipe";
         Arc::new(m)
@@ -134,6 +165,7 @@ impl Meter {
             transport: "tcp",
             session: Default::default(),
             protocol: Default::default(),
+            handles: Default::default(),
         })
     }
 
@@ -144,13 +176,20 @@ impl Meter {
         if let Some(m) = metrics
             && !self.towards_server
             && let Some(p) = msg.params()
+            && let Ok(mut h) = self.handles.lock()
         {
-            m.bytes
-                .get_or_create(&Bytes {
-                    server: self.server.clone(),
-                    direction: "in".into(),
-                })
-                .inc_by(p.get().len() as u64);
+            {
+                h.bytes_in
+                    .get_or_insert_with(|| {
+                        m.bytes
+                            .get_or_create(&Bytes {
+                                server: self.server.clone(),
+                                direction: "in".into(),
+                            })
+                            .clone()
+                    })
+                    .inc_by(p.get().len() as u64);
+            }
         }
         if !msg.is_request() {
             return None;
@@ -185,11 +224,7 @@ impl Meter {
         if let Some(m) = metrics
             && !self.towards_server
         {
-            m.in_flight
-                .get_or_create(&Server {
-                    server: server.clone(),
-                })
-                .inc();
+            self.in_flight(m, &server).inc();
         }
         let spans = traced.and_then(|t| {
             let meta: HashMap<String, String> = t
@@ -322,54 +357,113 @@ impl Meter {
             None if p.method == "tools/call" && is_tool_error(msg) => "tool_error",
             None => "ok",
         };
-        m.in_flight
-            .get_or_create(&Server {
-                server: p.server.clone(),
-            })
-            .dec();
-        m.requests
-            .get_or_create(&Request {
-                server: p.server.clone(),
-                method: p.method.into(),
-                tool: p.tool.clone(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        if error.is_some() {
-            m.errors
-                .get_or_create(&ErrorCode {
-                    server: p.server.clone(),
-                    method: p.method.into(),
-                    code: error_type.clone(),
-                })
-                .inc();
-        }
+        self.in_flight(m, &p.server).dec();
         let size = msg
             .result()
             .map(|r| r.get().len())
             .or_else(|| msg.error_value().map(|e| e.get().len()))
             .unwrap_or(0);
-        m.bytes
-            .get_or_create(&Bytes {
-                server: self.server.clone(),
-                direction: "out".into(),
-            })
-            .inc_by(size as u64);
-        let op = Operation {
+        let key = Key {
+            method: p.method,
             server: p.server,
-            mcp_method_name: p.method.into(),
-            gen_ai_tool_name: p.tool,
+            tool: p.tool,
+            outcome,
             error_type: if outcome == "tool_error" {
                 "tool_error".into()
             } else {
                 error_type
             },
         };
-        m.server_duration.get_or_create(&op).observe(took);
-        // The proxy's only server (or a named one): what the server took is this too.
-        if self.catalog.is_none() && !refused {
-            m.client_duration.get_or_create(&op).observe(took);
+        let Ok(mut h) = self.handles.lock() else {
+            return;
+        };
+        h.bytes_out
+            .get_or_insert_with(|| {
+                m.bytes
+                    .get_or_create(&Bytes {
+                        server: self.server.clone(),
+                        direction: "out".into(),
+                    })
+                    .clone()
+            })
+            .inc_by(size as u64);
+        let series = match h.series.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let op = Operation {
+                    server: key.server.clone(),
+                    mcp_method_name: key.method.into(),
+                    gen_ai_tool_name: key.tool.clone(),
+                    error_type: key.error_type.clone(),
+                };
+                let s = Series {
+                    requests: m
+                        .requests
+                        .get_or_create(&Request {
+                            server: key.server.clone(),
+                            method: key.method.into(),
+                            tool: key.tool.clone(),
+                            outcome: outcome.into(),
+                        })
+                        .clone(),
+                    errors: error.is_some().then(|| {
+                        m.errors
+                            .get_or_create(&ErrorCode {
+                                server: key.server.clone(),
+                                method: key.method.into(),
+                                code: key.error_type.clone(),
+                            })
+                            .clone()
+                    }),
+                    server: Some(m.server_duration.get_or_create(&op).clone()),
+                    // The proxy's only server (or a named one): what the server took is this
+                    // too.
+                    client: (self.catalog.is_none() && !refused)
+                        .then(|| m.client_duration.get_or_create(&op).clone()),
+                };
+                if h.series.len() < 1000 {
+                    h.series.insert(key, s.clone());
+                }
+                s
+            }
+        };
+        drop(h);
+        series.requests.inc();
+        if let Some(e) = &series.errors {
+            e.inc();
         }
+        if let Some(d) = &series.server {
+            d.observe(took);
+        }
+        if let Some(d) = &series.client {
+            d.observe(took);
+        }
+    }
+
+    /// The in-flight gauge of `server`.
+    fn in_flight(
+        &self,
+        m: &super::Metrics,
+        server: &str,
+    ) -> prometheus_client::metrics::gauge::Gauge {
+        if let Ok(mut h) = self.handles.lock() {
+            if let Some(g) = h.in_flight.get(server) {
+                return g.clone();
+            }
+            let g = m
+                .in_flight
+                .get_or_create(&Server {
+                    server: server.to_owned(),
+                })
+                .clone();
+            h.in_flight.insert(server.to_owned(), g.clone());
+            return g;
+        }
+        m.in_flight
+            .get_or_create(&Server {
+                server: server.to_owned(),
+            })
+            .clone()
     }
 
     /// The session ended: what it still waited for is no longer in flight.
@@ -390,9 +484,7 @@ impl Meter {
             return;
         }
         for p in gone {
-            m.in_flight
-                .get_or_create(&Server { server: p.server })
-                .dec();
+            self.in_flight(m, &p.server).dec();
         }
     }
 }

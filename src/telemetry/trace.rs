@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -134,45 +134,54 @@ pub fn start(
         Some(x) => format!("{} {x}", about.method),
         None => about.method.to_owned(),
     };
-    let mut attrs = vec![
-        KeyValue::new("mcp.method.name", about.method.to_owned()),
-        KeyValue::new("jsonrpc.request.id", about.request_id.to_owned()),
-        KeyValue::new("network.transport", about.transport),
-        KeyValue::new("mcp.server.name", about.server.to_owned()),
-    ];
-    if let Some(tool) = about.tool {
-        attrs.push(KeyValue::new("gen_ai.tool.name", tool.to_owned()));
-        attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-    }
-    if about.method == "prompts/get"
-        && let Some(p) = about.target
-    {
-        attrs.push(KeyValue::new("gen_ai.prompt.name", p.to_owned()));
-    }
-    if about.method.starts_with("resources/")
-        && let Some(u) = about.target
-    {
-        attrs.push(KeyValue::new("mcp.resource.uri", u.to_owned()));
-    }
-    if let Some(s) = about.session {
-        attrs.push(KeyValue::new("mcp.session.id", s.to_owned()));
-    }
-    if let Some(p) = about.protocol {
-        attrs.push(KeyValue::new("mcp.protocol.version", p.to_owned()));
-    }
-    let server_span = t
+    // Built only for spans that are recorded (not at a sampling ratio of 0).
+    let attrs = || {
+        let mut attrs = vec![
+            KeyValue::new("mcp.method.name", about.method.to_owned()),
+            KeyValue::new("jsonrpc.request.id", about.request_id.to_owned()),
+            KeyValue::new("network.transport", about.transport),
+            KeyValue::new("mcp.server.name", about.server.to_owned()),
+        ];
+        if let Some(tool) = about.tool {
+            attrs.push(KeyValue::new("gen_ai.tool.name", tool.to_owned()));
+            attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+        }
+        if about.method == "prompts/get"
+            && let Some(p) = about.target
+        {
+            attrs.push(KeyValue::new("gen_ai.prompt.name", p.to_owned()));
+        }
+        if about.method.starts_with("resources/")
+            && let Some(u) = about.target
+        {
+            attrs.push(KeyValue::new("mcp.resource.uri", u.to_owned()));
+        }
+        if let Some(s) = about.session {
+            attrs.push(KeyValue::new("mcp.session.id", s.to_owned()));
+        }
+        if let Some(p) = about.protocol {
+            attrs.push(KeyValue::new("mcp.protocol.version", p.to_owned()));
+        }
+        attrs
+    };
+    let mut server_span = t
         .tracer
         .span_builder(name.clone())
         .with_kind(SpanKind::Server)
-        .with_attributes(attrs.clone())
         .start_with_context(&t.tracer, &parent);
+    let recording = server_span.is_recording();
+    if recording {
+        server_span.set_attributes(attrs());
+    }
     let server = parent.with_span(server_span);
-    let client_span = t
+    let mut client_span = t
         .tracer
         .span_builder(name)
         .with_kind(SpanKind::Client)
-        .with_attributes(attrs)
         .start_with_context(&t.tracer, &server);
+    if recording {
+        client_span.set_attributes(attrs());
+    }
     let client = server.with_span(client_span);
     let mut out = Out(HashMap::new());
     t.propagator.inject_context(&client, &mut out);
