@@ -65,8 +65,8 @@ struct Key {
 struct Series {
     requests: prometheus_client::metrics::counter::Counter,
     errors: Option<prometheus_client::metrics::counter::Counter>,
-    server: Option<prometheus_client::metrics::histogram::Histogram>,
-    client: Option<prometheus_client::metrics::histogram::Histogram>,
+    server: Option<super::Histogram>,
+    client: Option<super::Histogram>,
 }
 
 /// Handles of the series a session uses, so that a call costs no label lookups once its

@@ -12,7 +12,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use meter::Meter;
@@ -72,16 +71,91 @@ pub struct ServerState {
     pub state: String,
 }
 
+/// The semantic conventions' advice for MCP durations, in seconds (and +Inf).
+const BOUNDS: [f64; 17] = [
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    f64::MAX,
+];
+
+/// A histogram of atomics: observing takes no lock, so calls of many sessions that land in
+/// one series do not wait for each other (the crate's own histogram takes a write lock).
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramInner {
+    counts: [std::sync::atomic::AtomicU64; 17],
+    sum: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, v: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = BOUNDS
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(BOUNDS.len() - 1);
+        self.inner.counts[i].fetch_add(1, Relaxed);
+        self.inner.count.fetch_add(1, Relaxed);
+        let _ = self.inner.sum.fetch_update(Relaxed, Relaxed, |bits| {
+            Some((f64::from_bits(bits) + v).to_bits())
+        });
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for Histogram {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for Histogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let buckets: Vec<(f64, u64)> = BOUNDS
+            .iter()
+            .zip(self.inner.counts.iter())
+            .map(|(b, c)| (*b, c.load(Relaxed)))
+            .collect();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            f64::from_bits(self.inner.sum.load(Relaxed)),
+            self.inner.count.load(Relaxed),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
+    }
+}
+
 #[derive(Clone)]
 pub struct Buckets;
 
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
-        // The semantic conventions' advice for MCP durations, in seconds.
-        Histogram::new([
-            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            120.0, 300.0,
-        ])
+        Histogram::default()
     }
 }
 
