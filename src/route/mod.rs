@@ -380,10 +380,11 @@ impl Route {
                     return;
                 }
                 match ids {
-                    // What is logged on the way carries the request's trace.
-                    Some((trace_id, span_id)) => {
+                    // What is logged on the way carries the request's trace (at --debug: a
+                    // log span per request is not free).
+                    Some((trace_id, span_id)) if tracing::enabled!(tracing::Level::DEBUG) => {
                         use tracing::Instrument;
-                        let span = tracing::info_span!("mcp", %trace_id, %span_id);
+                        let span = tracing::debug_span!("mcp", %trace_id, %span_id);
                         span.in_scope(|| {
                             tracing::debug!(
                                 method = msg.method().unwrap_or(""),
@@ -392,7 +393,7 @@ impl Route {
                         });
                         Box::pin(inner.send(msg)).instrument(span).await
                     }
-                    None => Box::pin(inner.send(msg)).await,
+                    _ => Box::pin(inner.send(msg)).await,
                 }
             }
             Route::Curated {

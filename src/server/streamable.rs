@@ -939,13 +939,13 @@ async fn modern_post(
             let (gated_tx, mut inner_rx) = tokio::sync::mpsc::channel::<Message>(64);
             let handled = async move { front.handle(msg, meta, gated_tx).await };
             match ids {
-                Some((trace_id, span_id)) => {
+                Some((trace_id, span_id)) if tracing::enabled!(tracing::Level::DEBUG) => {
                     use tracing::Instrument;
                     tokio::spawn(
-                        handled.instrument(tracing::info_span!("mcp", %trace_id, %span_id)),
+                        handled.instrument(tracing::debug_span!("mcp", %trace_id, %span_id)),
                     );
                 }
-                None => {
+                _ => {
                     tokio::spawn(handled);
                 }
             }
