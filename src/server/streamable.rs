@@ -950,7 +950,16 @@ async fn modern_post(
                 }
             }
             tokio::spawn(async move {
-                while let Some(mut m) = inner_rx.recv().await {
+                loop {
+                    // A client that closes its stream cancels the call: the front sees its
+                    // channel close as soon as this one does.
+                    let mut m = tokio::select! {
+                        m = inner_rx.recv() => match m {
+                            Some(m) => m,
+                            None => break,
+                        },
+                        _ = tx.closed() => break,
+                    };
                     if let Some(g) = &g {
                         g.answered(&mut m);
                     }
