@@ -196,7 +196,12 @@ impl Meter {
         }
         let id = msg.id()?;
         let method = method_label(msg.method().unwrap_or(""));
-        let tracing = !self.towards_server && super::trace::on();
+        // A request that brings no trace context and starts no sampled trace costs nothing.
+        let tracing = !self.towards_server
+            && super::trace::on()
+            && (msg.params().is_some_and(|p| {
+                memchr::memmem::find(p.get().as_bytes(), b"traceparent").is_some()
+            }) || super::trace::samples_new());
         let traced = if tracing {
             msg.params_as::<Traced>()
         } else {

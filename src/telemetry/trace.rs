@@ -21,6 +21,49 @@ struct Tracing {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
+    /// The provider's sampler, asked before any span of a new trace is made.
+    sampler: opentelemetry_sdk::trace::Sampler,
+}
+
+/// The sampler the standard variables describe (`OTEL_TRACES_SAMPLER`, `…_ARG`).
+fn sampler_from_env() -> opentelemetry_sdk::trace::Sampler {
+    use opentelemetry_sdk::trace::Sampler;
+    let ratio = std::env::var("OTEL_TRACES_SAMPLER_ARG")
+        .ok()
+        .and_then(|a| a.trim().parse::<f64>().ok())
+        .filter(|r| r.is_finite())
+        .map(|r| r.clamp(0.0, 1.0))
+        .unwrap_or(1.0);
+    match std::env::var("OTEL_TRACES_SAMPLER")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+        _ => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+    }
+}
+
+/// Whether a request that brings no trace context starts a sampled trace. When it does not,
+/// the proxy makes no span for it and passes it on untouched (nothing to propagate).
+pub fn samples_new() -> bool {
+    use opentelemetry::trace::{SamplingDecision, TraceId};
+    use opentelemetry_sdk::trace::ShouldSample;
+    let Some(t) = TRACING.get() else {
+        return false;
+    };
+    let id = TraceId::from_bytes(rand::random::<[u8; 16]>());
+    t.sampler
+        .should_sample(None, id, "", &SpanKind::Server, &[], &[])
+        .decision
+        != SamplingDecision::Drop
 }
 
 static TRACING: OnceLock<Tracing> = OnceLock::new();
@@ -58,6 +101,7 @@ pub fn init(endpoint: Option<&str>) -> Result<bool, String> {
         resource = resource.with_service_name("mcp-proxy");
     }
     let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler_from_env())
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build();
@@ -66,6 +110,7 @@ pub fn init(endpoint: Option<&str>) -> Result<bool, String> {
         provider,
         tracer,
         propagator: TraceContextPropagator::new(),
+        sampler: sampler_from_env(),
     });
     Ok(true)
 }

@@ -359,7 +359,7 @@ async fn a_trace_continues_through_the_proxy_into_the_server() {
 }
 
 #[tokio::test]
-async fn sampling_at_zero_sends_no_spans_but_keeps_the_context() {
+async fn sampling_at_zero_sends_no_spans_and_leaves_requests_untouched() {
     let (_rx, port, file) = receiver("zero");
     let proxy = Proxy::start_env(
         &[
@@ -385,8 +385,28 @@ async fn sampling_at_zero_sends_no_spans_but_keeps_the_context() {
         .unwrap_or("")
         .to_owned();
     let seen: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    // Nothing sampled and nothing to follow: the request reaches the server untouched.
+    assert!(seen["traceparent"].is_null(), "{seen}");
+    assert!(a.get("result").is_some(), "{a}");
+    // A client's own trace context still continues through the proxy (its span unsampled).
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"traced","arguments":{{}},"_meta":{{"traceparent":"00-{TRACE}-{CALLER}-00"}}}}}}"#
+    );
+    let r = post(
+        &url,
+        Some(&sid),
+        &body,
+        &[("mcp-protocol-version", "2025-06-18")],
+    )
+    .await;
+    let answer = r.events().pop().unwrap_or_else(|| r.json());
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let seen: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let tp = seen["traceparent"].as_str().unwrap_or("");
-    assert!(tp.ends_with("-00"), "not sampled, still propagated: {seen}");
+    assert!(tp.contains(TRACE) && tp.ends_with("-00"), "{seen}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(spans(&file).is_empty(), "{:?}", spans(&file));
 }
