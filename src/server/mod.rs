@@ -366,6 +366,7 @@ pub fn update_metrics(mounts: &Mounts, m: &crate::telemetry::Metrics) {
                 .get_or_create(&Sessions {
                     server: server.clone(),
                     transport: transport.into(),
+                    era: "session-based".into(),
                 })
                 .set(n as i64);
         }

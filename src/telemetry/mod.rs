@@ -52,6 +52,8 @@ pub struct Server {
 pub struct Sessions {
     pub server: String,
     pub transport: String,
+    /// `session-based` (2025-11-25 and before); 2026-07-28 clients open no sessions.
+    pub era: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -267,7 +269,7 @@ impl Metrics {
         );
         r.register(
             "mcp_proxy_sessions",
-            "Client sessions open, by server and transport (streamable-http, sse)",
+            "Client sessions open, by server, transport (streamable-http, sse) and era",
             m.sessions.clone(),
         );
         r.register(

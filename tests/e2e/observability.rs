@@ -149,7 +149,7 @@ async fn metrics_count_exactly_the_workload() {
     assert_eq!(
         sample(
             &text,
-            r#"mcp_proxy_sessions{server="merged",transport="streamable-http"}"#
+            r#"mcp_proxy_sessions{server="merged",transport="streamable-http",era="session-based"}"#
         ),
         Some(1.0)
     );
