@@ -41,6 +41,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     match &config.front {
         Front::Stdio => {
+            if config.access.is_some() {
+                tracing::warn!(
+                    "keys, tokens and --auth-issuer guard the HTTP listener; on stdio the client is the one that started this process, so they are not checked (add --port to serve HTTP)"
+                );
+            }
             if let Some(g) = &gateway {
                 g.watch(shutdown.clone());
             }
