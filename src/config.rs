@@ -283,6 +283,24 @@ impl Config {
         {
             return Err(ConfigError::BadSeparator(sep.clone()));
         }
+        let access = {
+            let access = crate::access::from_cli(cli).map_err(ConfigError::Access)?;
+            // The default audience is the URL clients reach the proxy at, read from `Host`;
+            // beyond loopback a client chooses `Host`, so the audience must be named.
+            let loopback = matches!(&front, Front::Http { host, .. }
+                if host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127."));
+            if let Some(a) = &access
+                && a.verifier.as_ref().is_some_and(|v| v.audiences.is_empty())
+                && a.resource.is_none()
+                && matches!(front, Front::Http { .. })
+                && !loopback
+            {
+                return Err(ConfigError::Access(
+                    "--auth-issuer on an address beyond loopback needs --auth-resource URL (the proxy's public URL) or --auth-audience AUD, so that tokens for other services are not taken for this one".into(),
+                ));
+            }
+            access
+        };
         Ok(Config {
             target,
             servers,
@@ -316,7 +334,7 @@ impl Config {
             max_parked: cli.max_parked.max(1),
             header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
             body_timeout: Duration::from_secs(cli.body_timeout.max(1)),
-            access: crate::access::from_cli(cli).map_err(ConfigError::Access)?,
+            access,
             metrics: !cli.no_metrics,
             otlp_endpoint: cli.otlp_endpoint.clone(),
             metrics_listen: cli.metrics_port.map(|p| {
