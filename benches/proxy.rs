@@ -1438,17 +1438,7 @@ async fn auth_rows(calls: u64, wrong: &AtomicU64) -> Vec<String> {
     ];
     let mut sids = vec![];
     for (k, c) in clients.iter().enumerate() {
-        let mut sid = None;
-        for _ in 0..100 {
-            if let Ok(s) = open(c, &url(ports[k])).await
-                && s.is_some()
-            {
-                sid = s;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        sids.push(sid);
+        sids.push(open_when_ready(c, &url(ports[k])).await);
     }
     for (k, c) in clients.iter().enumerate() {
         echo_calls(c, &url(ports[k]), sids[k].as_deref(), "echo", 500, wrong).await;
@@ -1532,17 +1522,7 @@ async fn telemetry_rows(calls: u64, wrong: &Arc<AtomicU64>) -> Vec<String> {
     let http = client();
     let mut sids = vec![];
     for p in ports {
-        let mut sid = None;
-        for _ in 0..100 {
-            if let Ok(s) = open(&http, &url(p)).await
-                && s.is_some()
-            {
-                sid = s;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        sids.push(sid);
+        sids.push(open_when_ready(&http, &url(p)).await);
     }
     for (k, p) in ports.iter().enumerate() {
         echo_calls(&http, &url(*p), sids[k].as_deref(), "echo", 500, wrong).await;
