@@ -30,10 +30,7 @@ use store::{ClientInfo, Entry, Store, Tokens};
 
 /// What went wrong with a request to an authorization server, in a few words.
 pub(crate) fn why(e: &reqwest::Error) -> String {
-    let mut root: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
+    let root = crate::transport::streamable_client::root_cause(e);
     if e.is_timeout() {
         "no answer in the time allowed (--oauth-timeout)".into()
     } else if e.is_connect() {

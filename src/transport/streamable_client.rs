@@ -215,7 +215,7 @@ pub fn describe_reqwest(e: &reqwest::Error, url: &reqwest::Url) -> String {
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;
