@@ -514,6 +514,62 @@ pub struct Cli {
     )]
     pub max_parked: usize,
 
+    // === limits ===
+    /// Most messages waiting for one client (next to the byte bound of --client-buffer);
+    /// beyond it the client counts as stuck and loses its session.
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    pub client_queue: u32,
+
+    /// Largest config file or tool_config.json read (K, M, G, KiB, MiB, GiB suffixes).
+    #[arg(
+        long,
+        default_value = "4MiB",
+        value_name = "SIZE",
+        help_heading = "Limits"
+    )]
+    pub max_config_size: String,
+
+    /// Log lines of one kind that peers can cause (a client falling behind, a remote
+    /// that is down) logged per ten seconds; the rest are counted in the next one.
+    #[arg(long, default_value_t = 5, value_name = "N", help_heading = "Limits")]
+    pub log_repeat: u32,
+
+    /// Lines of one server's stderr logged per ten seconds; the rest are counted.
+    #[arg(long, default_value_t = 200, value_name = "N", help_heading = "Limits")]
+    pub stderr_lines: u32,
+
+    /// Streams of one /mcp session kept for resumption; beyond it the oldest finished one
+    /// is forgotten.
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    pub max_streams: u32,
+
+    /// Size asked for the pipes to and from stdio servers (0: the system's default).
+    #[arg(
+        long,
+        default_value = "1MiB",
+        value_name = "SIZE",
+        help_heading = "Limits"
+    )]
+    pub pipe_size: String,
+
+    /// Distinct tool names used as metric labels; later ones are counted as `other`.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub metrics_max_tools: usize,
+
+    /// Rounds of input (elicitation, sampling, roots) one request may take before the
+    /// proxy gives up on it.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    pub max_input_rounds: u32,
+
+    /// Pages fetched from one server for one merged list.
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    pub max_list_pages: u32,
+
     // === general ===
     /// Largest message accepted in either direction (bytes; K, M, G, KiB, MiB, GiB suffixes).
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]

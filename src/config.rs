@@ -120,6 +120,8 @@ pub enum ConfigError {
     BadSize(String),
     #[error("invalid --client-buffer `{0}`: use a number of bytes, e.g. 1048576, 512K or 32MiB")]
     BadBuffer(String),
+    #[error("invalid --{0} `{1}`: use a number of bytes, e.g. 1048576, 512K or 4MiB")]
+    BadBound(&'static str, String),
     #[error("invalid --connect-timeout: must be a positive number of seconds")]
     BadTimeout,
     #[error("--per-client needs a command to start, not a URL")]
@@ -144,11 +146,8 @@ pub enum ConfigError {
     Access(String),
 }
 
-/// The largest config file (servers, tool config) the proxy reads.
-pub const MAX_CONFIG_FILE: u64 = 4 << 20;
-
 /// Read a config file: a regular file (not a FIFO, a device or a directory) of at most
-/// `MAX_CONFIG_FILE` bytes, in UTF-8. The error says what is wrong, for `FILE: …` messages.
+/// `--max-config-size` bytes, in UTF-8. The error says what is wrong, for `FILE: …` messages.
 pub fn read_file(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read;
     let mut open = std::fs::OpenOptions::new();
@@ -165,22 +164,23 @@ pub fn read_file(path: &std::path::Path) -> Result<String, String> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read the file: {e}"))?;
+    let max = crate::limits::get().max_config_size;
     if !meta.is_file() {
         return Err("not a regular file (a config file must be a plain file)".into());
     }
-    if meta.len() > MAX_CONFIG_FILE {
+    if meta.len() > max {
         return Err(format!(
-            "the file is {} bytes, more than a config file may be ({MAX_CONFIG_FILE})",
+            "the file is {} bytes, more than a config file may be ({max}, --max-config-size)",
             meta.len()
         ));
     }
     let mut text = String::new();
-    file.take(MAX_CONFIG_FILE + 1)
+    file.take(max + 1)
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read the file: {e}"))?;
-    if text.len() as u64 > MAX_CONFIG_FILE {
+    if text.len() as u64 > max {
         return Err(format!(
-            "the file grew past what a config file may be ({MAX_CONFIG_FILE} bytes)"
+            "the file grew past what a config file may be ({max} bytes, --max-config-size)"
         ));
     }
     Ok(text)
@@ -214,6 +214,29 @@ pub fn is_url(s: &str) -> bool {
 }
 
 impl Config {
+    /// The process-wide bounds the command line sets (see [`crate::limits`]).
+    pub fn bounds(cli: &Cli) -> Result<crate::limits::Bounds, ConfigError> {
+        let max_config_size = parse_size(&cli.max_config_size)
+            .ok_or_else(|| ConfigError::BadBound("max-config-size", cli.max_config_size.clone()))?;
+        let pipe_size = if cli.pipe_size.trim() == "0" {
+            0
+        } else {
+            parse_size(&cli.pipe_size)
+                .ok_or_else(|| ConfigError::BadBound("pipe-size", cli.pipe_size.clone()))?
+        };
+        Ok(crate::limits::Bounds {
+            client_queue: cli.client_queue as usize,
+            max_config_size: max_config_size as u64,
+            log_repeat: cli.log_repeat,
+            stderr_lines: cli.stderr_lines,
+            max_streams: cli.max_streams as usize,
+            pipe_size,
+            metrics_max_tools: cli.metrics_max_tools,
+            max_input_rounds: cli.max_input_rounds as usize,
+            max_list_pages: cli.max_list_pages as usize,
+        })
+    }
+
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
         let max = parse_size(&cli.max_message_size)
             .ok_or_else(|| ConfigError::BadSize(cli.max_message_size.clone()))?;

@@ -18,6 +18,7 @@ pub mod era;
 pub mod gateway;
 pub mod health;
 pub mod jsonrpc;
+pub mod limits;
 pub mod oauth;
 pub mod route;
 pub mod server;

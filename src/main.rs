@@ -72,6 +72,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    match Config::bounds(&cli) {
+        Ok(bounds) => {
+            mcp_proxy::limits::set(bounds);
+        }
+        Err(e) => {
+            eprintln!("mcp-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {

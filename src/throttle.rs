@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-/// Lines of one kind logged per window, at most.
-const BURST: u32 = 5;
 /// The window.
 const WINDOW: Duration = Duration::from_secs(10);
 /// Kinds of line remembered at once (a bound on the table itself).
@@ -25,7 +23,7 @@ static SLOTS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Default::de
 /// Whether a line of kind `key` may be logged now: `Some(n)` with the number of lines of this
 /// kind held back since the last one logged, or `None` to hold this one back.
 pub fn allow(key: &str) -> Option<u64> {
-    allow_within(key, BURST)
+    allow_within(key, crate::limits::get().log_repeat)
 }
 
 /// As [`allow`], with `burst` lines per window.
@@ -92,7 +90,7 @@ mod tests {
     #[test]
     fn a_burst_then_held_back_then_counted() {
         let key = "throttle-test";
-        for _ in 0..super::BURST {
+        for _ in 0..crate::limits::get().log_repeat {
             assert_eq!(super::allow(key), Some(0));
         }
         assert_eq!(super::allow(key), None);

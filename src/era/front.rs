@@ -25,7 +25,7 @@ use crate::jsonrpc::{Id, Message, code, to_raw};
 use crate::route::catalog::{Catalog, CatalogSession};
 use crate::route::hub::{Hub, HubSession, LATEST_LEGACY};
 use crate::route::queue::QueueRx;
-use crate::route::{Backend, SESSION_QUEUE, SessionTx, client_queue, level_rank};
+use crate::route::{Backend, SessionTx, client_queue, level_rank};
 
 /// Requests that may answer `input_required` (and so may be parked).
 const RESUMABLE: &[&str] = &["tools/call", "prompts/get", "resources/read"];
@@ -39,8 +39,6 @@ const REMOVED: &[&str] = &[
 ];
 /// The id each call's request has on its own hub session.
 const CALL_ID: u64 = 1;
-/// How many input rounds one request may take before the proxy gives up on the server.
-const MAX_ROUNDS: usize = 64;
 
 /// Serves modern clients from a legacy route.
 pub struct ModernFront {
@@ -340,7 +338,7 @@ impl ModernFront {
         };
         let progress = msg.progress_token();
         // Tool curation rewrites the list before it reaches the client.
-        let (tx, mut rx) = mpsc::channel::<Message>(SESSION_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Message>(crate::limits::get().client_queue);
         let curation = self.curation.clone();
         let list = msg.method() == Some("tools/list");
         let Some(curation) = curation.filter(|_| list) else {
@@ -476,11 +474,14 @@ impl ModernFront {
         out: &mpsc::Sender<Message>,
     ) {
         call.rounds += 1;
-        if call.rounds > MAX_ROUNDS {
+        let max_rounds = crate::limits::get().max_input_rounds;
+        if call.rounds > max_rounds {
             let m = Message::error(
                 client_id,
                 code::INTERNAL_ERROR,
-                &format!("the server asked for input more than {MAX_ROUNDS} times; giving up"),
+                &format!(
+                    "the server asked for input more than {max_rounds} times (--max-input-rounds); giving up"
+                ),
                 None,
             );
             let _ = out.send(m).await;

@@ -47,8 +47,6 @@ pub enum ServerEra {
 /// How long a stdio server may take to answer the `server/discover` probe (servers started
 /// through `uvx` or `npx` may be downloaded first).
 const PROBE_WAIT: Duration = Duration::from_secs(30);
-/// How many input rounds one request may take.
-const MAX_ROUNDS: usize = 64;
 
 /// What was learnt per server: modern or not.
 static ERAS: LazyLock<Mutex<HashMap<String, bool>>> = LazyLock::new(Default::default);
@@ -618,12 +616,15 @@ impl Adapter {
     /// Turn an `input_required` result into requests to the route's client.
     async fn ask(&mut self, call: Call, result: Value) {
         let route_id = call.route_id.clone();
-        if call.rounds >= MAX_ROUNDS {
+        let max_rounds = crate::limits::get().max_input_rounds;
+        if call.rounds >= max_rounds {
             self.by_route.remove(&route_id);
             let m = Message::error(
                 route_id.clone(),
                 code::INTERNAL_ERROR,
-                &format!("the server asked for input more than {MAX_ROUNDS} times; giving up"),
+                &format!(
+                    "the server asked for input more than {max_rounds} times (--max-input-rounds); giving up"
+                ),
                 None,
             );
             return self.to_route(m, Some(route_id)).await;

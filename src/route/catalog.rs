@@ -37,8 +37,6 @@ const ROUTED: &[&str] = &["tools", "prompts", "resources", "logging", "completio
 /// The lists of the merged view; each can change whenever a member's does, or a member
 /// comes or goes.
 const LISTS: &[&str] = &["tools", "prompts", "resources"];
-/// Pages fetched from one member for one list, at most.
-const MAX_PAGES: usize = 100;
 
 /// A member's identity: a server that is changed on reload becomes a new member.
 type Key = u64;
@@ -966,7 +964,7 @@ impl CatalogSession {
                 }
             }
         }
-        for _ in 0..MAX_PAGES {
+        for _ in 0..crate::limits::get().max_list_pages {
             if !open.iter().any(|o| *o) {
                 break;
             }
@@ -996,6 +994,16 @@ impl CatalogSession {
                 {
                     cache.insert((subs[i].member.key, method.to_owned()), items[i].clone());
                 }
+            }
+        }
+        for (i, o) in open.iter().enumerate() {
+            if *o {
+                crate::warn_throttled!(
+                    format!("pages:{}:{method}", subs[i].member.name),
+                    "server {}: {method} has more than {} pages (--max-list-pages); the rest is left out",
+                    subs[i].member.name,
+                    crate::limits::get().max_list_pages
+                );
             }
         }
         items

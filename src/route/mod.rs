@@ -221,13 +221,10 @@ impl From<String> for Unavailable {
     }
 }
 
-/// How many messages may wait for one client before it counts as stuck.
-pub const SESSION_QUEUE: usize = 1024;
-
-/// A queue for one client's messages, within `SESSION_QUEUE` messages and `bytes` bytes.
+/// A queue for one client's messages, within `--client-queue` messages and `bytes` bytes.
 pub fn client_queue(bytes: usize) -> (queue::QueueTx, queue::QueueRx) {
     queue::queue(queue::Bounds {
-        messages: SESSION_QUEUE,
+        messages: crate::limits::get().client_queue,
         bytes,
     })
 }

@@ -25,8 +25,6 @@ use crate::route::{Filed, Outgoing, Route, SessionTx};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
-/// Streams whose answers were never read, kept per session for resumption.
-const MAX_STREAMS: usize = 256;
 
 #[derive(Default)]
 pub struct Sessions {
@@ -286,7 +284,7 @@ impl Session {
             inner.waiters.insert(id.clone(), sid);
         }
         inner.streams.insert(sid, StreamBuf::new(requests));
-        if inner.streams.len() > MAX_STREAMS {
+        if inner.streams.len() > crate::limits::get().max_streams {
             // Forget the oldest finished stream nobody came back for.
             if let Some(old) = inner
                 .streams

@@ -16,9 +16,6 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use meter::Meter;
 
-/// Most distinct tool names used as label values; later ones count as `other`.
-const MAX_TOOLS: usize = 2000;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Request {
     pub server: String,
@@ -319,8 +316,9 @@ impl Metrics {
     /// Learn the tool names of a `tools/list` answer.
     pub fn learn_tools(&self, names: impl Iterator<Item = String>) {
         if let Ok(mut t) = self.tools.write() {
+            let max = crate::limits::get().metrics_max_tools;
             for n in names {
-                if t.len() >= MAX_TOOLS {
+                if t.len() >= max {
                     break;
                 }
                 t.insert(n);

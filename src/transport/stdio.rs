@@ -18,9 +18,6 @@ const DEFAULT_ENV: &[&str] = &[
     "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR",
 ];
 
-/// Lines of a server's stderr logged per ten seconds, at most (the rest are counted).
-const STDERR_LINES: u32 = 200;
-
 /// One line read with a size limit.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
@@ -281,7 +278,8 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
                 let text = String::from_utf8_lossy(&bytes);
                 if hush.load(std::sync::atomic::Ordering::Relaxed) {
                     tracing::debug!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
-                } else if let Some(held) = crate::throttle::allow_within(&stderr_key, STDERR_LINES)
+                } else if let Some(held) =
+                    crate::throttle::allow_within(&stderr_key, crate::limits::get().stderr_lines)
                 {
                     if held > 0 {
                         tracing::info!(target: "mcp_proxy::server_stderr", "[{name}] ({held} lines of its stderr not logged)");
@@ -510,14 +508,17 @@ fn signal_group(pid: Option<u32>, sig: libc::c_int) {
     }
 }
 
-/// Let a pipe to or from a server hold up to 1 MiB (the kernel's default is 64 KiB), so that
-/// a large message crosses it in fewer rounds of write, wake up, read.
+/// Let a pipe to or from a server hold up to `--pipe-size` (1 MiB; the kernel's default is
+/// 64 KiB), so that a large message crosses it in fewer rounds of write, wake up, read.
 fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
     #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     // SAFETY: F_SETPIPE_SZ only resizes the pipe's buffer; a refusal leaves it as it was.
     unsafe {
-        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+        let size = crate::limits::get().pipe_size.min(i32::MAX as usize) as libc::c_int;
+        if size > 0 {
+            libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, size);
+        }
     }
 }
 

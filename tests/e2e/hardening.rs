@@ -567,6 +567,47 @@ fn config_files_that_cannot_be_are_refused_at_once() {
     let _ = std::fs::remove_file(&fifo);
 }
 
+#[test]
+fn process_wide_bounds_are_flags() {
+    let config = temp_file(
+        "bounded",
+        r#"{ "mcpServers": { "one": { "command": "mcp-proxy", "args": ["--demo-server"] } } }"#,
+    );
+    // Under the default (4 MiB) the file would pass; a smaller bound refuses it, by name.
+    let (ok, out) = run_to_end(
+        BIN,
+        &[
+            "--port".into(),
+            "0".into(),
+            "--max-config-size".into(),
+            "50".into(),
+            "--config".into(),
+            config.clone(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("--max-config-size"), "{out}");
+    assert!(out.contains(&config), "{out}");
+    for (flag, value) in [
+        ("--max-config-size", "lots"),
+        ("--pipe-size", "huge"),
+        ("--client-queue", "0"),
+        ("--max-streams", "0"),
+    ] {
+        let (ok, out) = run_to_end(
+            BIN,
+            &["--port".into(), "0".into(), flag.into(), value.into()],
+            Duration::from_secs(10),
+        );
+        assert!(!ok, "{flag} {value}: {out}");
+        assert!(
+            out.contains(flag.trim_start_matches('-')),
+            "{flag} {value}: {out}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_changed_storm_reaches_clients_as_a_trickle() {
     let config = temp_file(
