@@ -884,6 +884,16 @@ impl Message {
         })
     }
 
+    /// As [`Message::params_mention`], in `result`.
+    pub fn result_mentions(&self, needle: &str) -> bool {
+        self.val("result").is_some_and(|v| {
+            let finder = memchr::memmem::Finder::new(needle.as_bytes());
+            v.pieces()
+                .iter()
+                .any(|p| finder.find(p.as_bytes()).is_some())
+        })
+    }
+
     /// `params._meta.progressToken`, when the request asks for progress.
     pub fn progress_token(&self) -> Option<Id> {
         if !self.params_mention("progressToken") {

@@ -102,6 +102,15 @@ impl Names {
         self.templates.retain(|t| !gone.contains(&t.key));
     }
 
+    /// Whether some resource of member `key` is known to clients by another URI.
+    fn renames(&self, key: Key) -> bool {
+        self.resources.iter().any(|(m, (k, o))| *k == key && m != o)
+            || self
+                .templates
+                .iter()
+                .any(|t| t.key == key && t.merged != t.original)
+    }
+
     /// The URI the client knows for member `key`'s own `uri`, when they differ.
     fn merged_uri(&self, key: Key, uri: &str) -> Option<String> {
         if let Some((merged, _)) = self
@@ -552,6 +561,12 @@ fn from_member(shared: &Weak<Shared>, key: Key, o: Outgoing) -> Filed {
             st.inflight.remove(&id);
             if let Some((original, merged)) = st.renamed_reads.remove(&id) {
                 rename_contents(&mut msg, &original, &merged);
+            } else if msg.result_mentions("\"uri\"")
+                && let Some(c) = sh.catalog.upgrade()
+                && let Ok(names) = c.names.lock()
+                && names.renames(key)
+            {
+                rename_links(&mut msg, &names, key);
             }
         } else if msg.is_request() {
             let Some(id) = msg.id() else {
@@ -596,6 +611,49 @@ fn from_member(shared: &Weak<Shared>, key: Key, o: Outgoing) -> Filed {
     match sh.client.try_send(Outgoing::new(msg, related)) {
         Ok(()) => Filed::Yes,
         Err(_) => Filed::Closed,
+    }
+}
+
+/// In a `tools/call` or `prompts/get` answer of member `key`, name linked and embedded
+/// resources as the client knows them.
+fn rename_links(msg: &mut Message, names: &Names, key: Key) {
+    let Some(mut result) = msg.result_as::<Value>() else {
+        return;
+    };
+    let rename = |item: &mut Value| -> bool {
+        let slot = match item.get("type").and_then(Value::as_str) {
+            Some("resource_link") => item.get_mut("uri"),
+            Some("resource") => item.get_mut("resource").and_then(|r| r.get_mut("uri")),
+            _ => None,
+        };
+        let Some(slot) = slot else { return false };
+        match slot.as_str().and_then(|u| names.merged_uri(key, u)) {
+            Some(merged) => {
+                *slot = merged.into();
+                true
+            }
+            None => false,
+        }
+    };
+    let mut changed = false;
+    if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
+        for item in content.iter_mut() {
+            changed |= rename(item);
+        }
+        if changed && let Some(c) = result.get("content") {
+            msg.set_result_member("content", to_raw(c));
+        }
+    }
+    let mut changed = false;
+    if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
+        for m in messages.iter_mut() {
+            if let Some(item) = m.get_mut("content") {
+                changed |= rename(item);
+            }
+        }
+        if changed && let Some(m) = result.get("messages") {
+            msg.set_result_member("messages", to_raw(m));
+        }
     }
 }
 

@@ -151,6 +151,76 @@ async fn resources_with_the_same_uri_on_two_servers_are_each_reachable() {
     let item = read(4, "demo://item/7").await;
     assert!(item.contains(&pid("one")), "{item}");
 
+    // Links to resources in a tool's result name them as the client knows them: the
+    // second server-everything's links lead to its own resources.
+    let tools = all_pages(&url, &sid, "tools/list", "tools").await;
+    let links_tool = tools
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| n.starts_with("ev_remote") && n.ends_with("get-resource-links"))
+        .unwrap_or_else(|| panic!("no get-resource-links of ev_remote: {tools:?}"))
+        .to_owned();
+    let a = answer(
+        &post(
+            &url,
+            Some(&sid),
+            &rpc(
+                6,
+                "tools/call",
+                json!({"name": links_tool, "arguments": {"count": 2}}),
+            ),
+            &[],
+        )
+        .await,
+    );
+    let links: Vec<String> = a["result"]["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{a}"))
+        .iter()
+        .filter(|c| c["type"] == "resource_link")
+        .filter_map(|c| c["uri"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(links.len(), 2, "{a}");
+    for (i, link) in links.iter().enumerate() {
+        assert!(link.starts_with("ev-remote+demo://"), "{link} in {a}");
+        let a = answer(
+            &post(
+                &url,
+                Some(&sid),
+                &rpc(7 + i as u64, "resources/read", json!({ "uri": link })),
+                &[],
+            )
+            .await,
+        );
+        assert_eq!(a["result"]["contents"][0]["uri"], json!(link), "{a}");
+    }
+    // The first server's links are its own, unchanged.
+    let own_tool = tools
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| !n.starts_with("ev_remote") && n.ends_with("get-resource-links"))
+        .unwrap_or_else(|| panic!("no get-resource-links of ev: {tools:?}"))
+        .to_owned();
+    let a = answer(
+        &post(
+            &url,
+            Some(&sid),
+            &rpc(
+                9,
+                "tools/call",
+                json!({"name": own_tool, "arguments": {"count": 1}}),
+            ),
+            &[],
+        )
+        .await,
+    );
+    assert!(
+        a["result"]["content"][1]["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("demo://")),
+        "{a}"
+    );
+
     // Completions reach the server behind the renamed template.
     let a = answer(
         &post(
