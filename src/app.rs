@@ -96,6 +96,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 body_timeout: config.body_timeout,
                 access: config.access.clone(),
             };
+            let admin_options = options.clone();
             if config.access.is_none() && !local.ip().is_loopback() {
                 tracing::warn!(
                     "listening on {} with no authentication: anyone who can reach this address can use every tool of every server; add --api-key (or ALLOWED_KEYS), --api-token or --auth-issuer",
@@ -121,7 +122,44 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             if let Some(addr) = &config.metrics_listen {
                 serve_metrics(addr, Some(mounts.clone()), shutdown.clone()).await?;
             }
-            server::serve_http(listener, mounts, shutdown.clone()).await?;
+            let admin = match (&config.admin, &gateway) {
+                (Some(settings), Some(g)) => {
+                    let audit = match (&config.access, &settings.audit_log) {
+                        (Some(a), _) => a.audit.clone(),
+                        (None, Some((target, payloads))) => Some(std::sync::Arc::new(
+                            crate::access::audit::Audit::open(target, *payloads)
+                                .map_err(anyhow::Error::msg)?,
+                        )),
+                        (None, None) => None,
+                    };
+                    let admin = crate::admin::Admin::new(
+                        settings.clone(),
+                        g.clone(),
+                        mounts.clone(),
+                        local,
+                        audit,
+                    );
+                    admin.install_missing();
+                    match &settings.listen {
+                        Some(addr) => {
+                            crate::admin::serve_alone(
+                                admin,
+                                addr,
+                                &admin_options,
+                                shutdown.clone(),
+                            )
+                            .await?;
+                            None
+                        }
+                        None => {
+                            tracing::info!("admin console at http://{local}/admin");
+                            Some(crate::admin::router(admin))
+                        }
+                    }
+                }
+                _ => None,
+            };
+            server::serve_http(listener, mounts, admin, shutdown.clone()).await?;
         }
     }
     root.modern.shutdown().await;

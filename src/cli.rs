@@ -514,6 +514,76 @@ pub struct Cli {
     )]
     pub max_parked: usize,
 
+    // === admin console ===
+    /// Serve the admin console at /admin (also ENABLE_ADMIN_UI=true). Sign-in with
+    /// ADMIN_USERNAME and ADMIN_PASSWORD; cookies signed with SESSION_SECRET.
+    #[arg(long, help_heading = "Admin console")]
+    pub admin: bool,
+
+    /// Serve the console on a listener of its own, on this port (instead of the main one).
+    #[arg(long, value_name = "PORT", help_heading = "Admin console")]
+    pub admin_port: Option<u16>,
+
+    /// Address of the console's own listener (default: --host).
+    #[arg(long, value_name = "HOST", help_heading = "Admin console")]
+    pub admin_host: Option<String>,
+
+    /// Offer a shell on this host in the console (a pseudo-terminal, for signed-in admins
+    /// only; every session is written to the audit log). Off unless given.
+    #[arg(long, help_heading = "Admin console")]
+    pub admin_terminal: bool,
+
+    /// Most terminals open at once (with --admin-terminal).
+    #[arg(
+        long,
+        default_value_t = 4,
+        value_name = "N",
+        help_heading = "Admin console"
+    )]
+    pub admin_terminals: usize,
+
+    /// Seconds a console sign-in lasts.
+    #[arg(long, default_value_t = 43200, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Admin console")]
+    pub admin_session_timeout: u64,
+
+    /// Failed console sign-ins allowed per address per 10 minutes; then HTTP 429 until
+    /// the 10 minutes are over. Every failure is also answered only after 1 s.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Admin console")]
+    pub admin_sign_in_attempts: u32,
+
+    /// An identity of --api-key/--api-token/--auth-issuer (its name or token subject)
+    /// that may use the console and its API with its key or token. Repeatable.
+    #[arg(long, value_name = "NAME", action = ArgAction::Append, help_heading = "Admin console")]
+    pub admin_identity: Vec<String>,
+
+    /// Base folder of server installs (installDirectory must be inside it; a server
+    /// without one is installed in BASE/NAME). Default: ./tools.
+    #[arg(
+        long,
+        env = "TOOLS_FOLDER",
+        value_name = "DIR",
+        help_heading = "Admin console"
+    )]
+    pub tools_folder: Option<PathBuf>,
+
+    /// Run the installCommands of the named server of --config (or `all`) whose install
+    /// directory does not exist yet, printing their output, then exit.
+    #[arg(long, value_name = "NAME|all", help_heading = "Admin console")]
+    pub install: Option<String>,
+
+    /// With --install: run the commands even if the install directory exists.
+    #[arg(long, requires = "install", help_heading = "Admin console")]
+    pub reinstall: bool,
+
+    /// Most lines of an install's output kept (the first ones are dropped beyond it).
+    #[arg(
+        long,
+        default_value_t = 5000,
+        value_name = "N",
+        help_heading = "Admin console"
+    )]
+    pub install_output_lines: usize,
+
     // === limits ===
     /// Most messages waiting for one client (next to the byte bound of --client-buffer);
     /// beyond it the client counts as stuck and loses its session.

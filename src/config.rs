@@ -59,6 +59,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// `--otlp-endpoint`.
     pub otlp_endpoint: Option<String>,
+    /// The admin console, when it is on.
+    pub admin: Option<crate::admin::Settings>,
 }
 
 /// Where the named servers and the tool rules come from: files read at start and again on
@@ -96,6 +98,11 @@ impl Sources {
         Ok((servers, tools))
     }
 
+    /// What entries of the servers file inherit from the command line.
+    pub fn defaults(&self) -> &crate::servers::Defaults {
+        &self.defaults
+    }
+
     /// The files a reload reads.
     pub fn files(&self) -> Vec<std::path::PathBuf> {
         self.file.iter().chain(&self.tool_config).cloned().collect()
@@ -122,6 +129,8 @@ pub enum ConfigError {
     BadBuffer(String),
     #[error("invalid --{0} `{1}`: use a number of bytes, e.g. 1048576, 512K or 4MiB")]
     BadBound(&'static str, String),
+    #[error("{0}")]
+    Admin(String),
     #[error("invalid --connect-timeout: must be a positive number of seconds")]
     BadTimeout,
     #[error("--per-client needs a command to start, not a URL")]
@@ -272,9 +281,14 @@ impl Config {
                 );
             }
         }
+        // The console makes its files before they are read (and names tool_config.json).
+        let admin = crate::admin::Settings::from_cli(cli).map_err(ConfigError::Admin)?;
         let sources = Sources {
             file: cli.config.clone(),
-            tool_config: cli.tool_config.clone(),
+            tool_config: cli
+                .tool_config
+                .clone()
+                .or_else(|| admin.as_ref().map(|a| a.tool_config.clone())),
             ignore: cli.ignore_tool.clone(),
             named,
             defaults,
@@ -360,6 +374,7 @@ impl Config {
             access,
             metrics: !cli.no_metrics,
             otlp_endpoint: cli.otlp_endpoint.clone(),
+            admin,
             metrics_listen: cli.metrics_port.map(|p| {
                 let h = cli.metrics_host.trim_matches(['[', ']']);
                 if h.contains(':') {

@@ -64,6 +64,13 @@ impl Policy {
         })
     }
 
+    /// Check the text of a tool_config.json as [`Policy::load`] reads it.
+    pub fn check_text(text: &str) -> Result<(), String> {
+        json5::from_str::<ToolConfigFile>(text)
+            .map(|_| ())
+            .map_err(|e| format!("not a tool configuration: {e}"))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ignore.is_empty() && self.overrides.is_empty()
     }

@@ -169,6 +169,37 @@ impl Gateway {
 
     /// Read the files again and apply the difference.
     pub async fn reload(&self) -> Result<Changes, String> {
+        self.reload_forcing(None).await
+    }
+
+    /// The configuration the gateway was started with (its files are read again on reload).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The running servers' names and mounts, in configuration order.
+    pub async fn served(&self) -> Vec<(String, Mount)> {
+        let run = self.running.lock().await;
+        run.servers
+            .iter()
+            .map(|s| (s.entry.name.clone(), s.mount.clone()))
+            .collect()
+    }
+
+    /// Start server `name` again (with the files as they are now); an error when no active
+    /// server has that name.
+    pub async fn restart(&self, name: &str) -> Result<Changes, String> {
+        {
+            let run = self.running.lock().await;
+            if !run.servers.iter().any(|s| s.entry.name == name) {
+                return Err(format!("no running server is named `{name}`"));
+            }
+        }
+        self.reload_forcing(Some(name)).await
+    }
+
+    /// Reload; `force` names a server to start again even if it did not change.
+    async fn reload_forcing(&self, force: Option<&str>) -> Result<Changes, String> {
         let mut run = self.running.lock().await;
         run.seen = read_all(&self.config.sources.files());
         let (entries, policy) = self.config.sources.read().map_err(|e| e.to_string())?;
@@ -193,7 +224,11 @@ impl Gateway {
                     changes.added.push(e.name.clone());
                     Next::Start(e.clone(), None)
                 }
-                Some(s) if s.entry.target != e.target || s.entry.timeout != e.timeout => {
+                Some(s)
+                    if s.entry.target != e.target
+                        || s.entry.timeout != e.timeout
+                        || force == Some(e.name.as_str()) =>
+                {
                     changes.restarted.push(e.name.clone());
                     Next::Start(e.clone(), Some(s))
                 }

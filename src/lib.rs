@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -81,6 +81,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Some(which) = &cli.install {
+        let Some(file) = &cli.config else {
+            eprintln!(
+                "mcp-proxy: --install needs --config FILE (the servers file with installCommands)"
+            );
+            return ExitCode::from(2);
+        };
+        let base = mcp_proxy::admin::install::base_folder(cli.tools_folder.as_deref());
+        let done = runtime.block_on(mcp_proxy::admin::install::run_cli(
+            file,
+            which,
+            cli.reinstall,
+            &base,
+            cli.install_output_lines,
+        ));
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mcp-proxy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -120,6 +120,17 @@ impl Audit {
         }));
     }
 
+    /// An event of the admin console: `event` names it, `fields` say the rest (never a
+    /// secret).
+    pub fn admin(&self, event: &str, user: &str, mut fields: Value) {
+        if !fields.is_object() {
+            fields = json!({});
+        }
+        fields["event"] = event.into();
+        fields["user"] = user.into();
+        self.write(fields);
+    }
+
     pub fn denied_server(&self, id: &Identity, server: &str) {
         self.write(json!({
             "event": "refused",

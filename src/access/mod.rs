@@ -57,7 +57,7 @@ pub struct Access {
     pub resource: Option<String>,
     pub policy: Arc<policy::Store>,
     pub limits: limits::Limits,
-    pub audit: Option<audit::Audit>,
+    pub audit: Option<Arc<audit::Audit>>,
     /// Failed attempts per address in the current minute.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     pub max_failures: u32,
@@ -88,7 +88,7 @@ impl Access {
         resource: Option<String>,
         policy: Arc<policy::Store>,
         limits: limits::Limits,
-        audit: Option<audit::Audit>,
+        audit: Option<Arc<audit::Audit>>,
         max_failures: u32,
     ) -> Arc<Access> {
         Arc::new(Access {
@@ -215,6 +215,12 @@ impl Access {
             }
             e.1 += 1;
         }
+    }
+
+    /// Who sent `headers` (a key, a static token or an access token), if anyone proved it.
+    pub async fn identity_of(&self, headers: &http::HeaderMap) -> Option<Identity> {
+        let base = self.base(headers);
+        self.identify(headers, None, &base).await.ok()
     }
 
     /// Prove who sent `headers` (and `query`): a key, a static token, or an access token.
@@ -608,13 +614,14 @@ pub fn from_cli(cli: &crate::cli::Cli) -> Result<Option<Arc<Access>>, String> {
     let resource = cli.auth_resource.clone().or(file.resource);
     let policy = policy::Store::load(cli.policy.as_deref())?;
     let audit = match &cli.audit_log {
-        Some(t) => Some(audit::Audit::open(t, cli.audit_payloads)?),
+        Some(t) => Some(Arc::new(audit::Audit::open(t, cli.audit_payloads)?)),
         None => None,
     };
     let on = !keys.is_empty() || !tokens.is_empty() || verifier.is_some();
-    if !on && (cli.policy.is_some() || audit.is_some()) {
+    // The console writes to the audit log on its own.
+    if !on && (cli.policy.is_some() || (audit.is_some() && !crate::admin::enabled(cli))) {
         return Err(
-            "--policy and --audit-log need to know who calls: add --api-key, --api-token or --auth-issuer"
+            "--policy and --audit-log need to know who calls: add --api-key, --api-token or --auth-issuer (or --admin, whose events the audit log records)"
                 .into(),
         );
     }

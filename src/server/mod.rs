@@ -252,6 +252,7 @@ async fn to_named(
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     mounts: Arc<Mounts>,
+    admin: Option<Router>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut app = Router::new();
@@ -272,22 +273,35 @@ pub async fn serve_http(
             crate::access::check,
         ));
     }
+    // The console signs its own users in: it is outside the MCP endpoints' auth.
+    if let Some(admin) = admin {
+        app = app.merge(admin);
+    }
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard),
         guard::check,
     ));
-    let o = &mounts.options;
+    serve_app(listener, app, &mounts.options, shutdown.clone()).await;
+    for (_, state) in mounts.all() {
+        state.streamable.close_all().await;
+        state.sse.close_all().await;
+    }
+    Ok(())
+}
+
+/// Serve `app` on `listener` with the listener's limits, until `shutdown`.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    o: &HttpOptions,
+    shutdown: CancellationToken,
+) {
     let options = listen::ListenOptions {
         max_connections: o.max_connections,
         header_timeout: o.header_timeout,
         shutdown_timeout: o.shutdown_timeout,
     };
     listen::serve(listener, app, options, shutdown).await;
-    for (_, state) in mounts.all() {
-        state.streamable.close_all().await;
-        state.sse.close_all().await;
-    }
-    Ok(())
 }
 
 /// One meaning for every server: ready (it answers), failed (it does not; see lastError),
@@ -418,14 +432,23 @@ async fn metrics(
 async fn status(
     axum::extract::State(mounts): axum::extract::State<Arc<Mounts>>,
 ) -> axum::response::Response {
-    use crate::route::hub::Status;
     use axum::response::IntoResponse;
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "servers": statuses(&mounts) }).to_string(),
+    )
+        .into_response()
+}
+
+/// What `/status` says of each server offered, the root last.
+pub fn statuses(mounts: &Mounts) -> Vec<serde_json::Value> {
+    use crate::route::hub::Status;
     // Tool counts are known for the servers of the merged view, once it has listed them.
     let tools = match mounts.root.as_ref().map(|r| &r.backend) {
         Some(Backend::Catalog(c)) => c.tool_counts(),
         _ => Default::default(),
     };
-    let servers: Vec<serde_json::Value> = mounts
+    mounts
         .all()
         .iter()
         .map(|(name, state)| {
@@ -463,12 +486,7 @@ async fn status(
             }
             v
         })
-        .collect();
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "servers": servers }).to_string(),
-    )
-        .into_response()
+        .collect()
 }
 
 /// Make room for one more session of `state`'s server: under `--max-sessions` (and, for a

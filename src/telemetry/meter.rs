@@ -67,6 +67,7 @@ struct Series {
     errors: Option<prometheus_client::metrics::counter::Counter>,
     server: Option<super::Histogram>,
     client: Option<super::Histogram>,
+    summary: Option<Arc<super::Summary>>,
 }
 
 /// Handles of the series a session uses, so that a call costs no label lookups once its
@@ -425,6 +426,7 @@ impl Meter {
                     // too.
                     client: (self.catalog.is_none() && !refused)
                         .then(|| m.client_duration.get_or_create(&op).clone()),
+                    summary: m.summary(&key.server),
                 };
                 if h.series.len() < 1000 {
                     h.series.insert(key, s.clone());
@@ -442,6 +444,14 @@ impl Meter {
         }
         if let Some(d) = &series.client {
             d.observe(took);
+        }
+        if let Some(s) = &series.summary {
+            use std::sync::atomic::Ordering::Relaxed;
+            s.calls.fetch_add(1, Relaxed);
+            if series.errors.is_some() {
+                s.errors.fetch_add(1, Relaxed);
+            }
+            s.duration.observe(took);
         }
     }
 

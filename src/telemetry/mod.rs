@@ -5,7 +5,7 @@
 pub mod meter;
 pub mod trace;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -106,6 +106,24 @@ struct HistogramInner {
 }
 
 impl Histogram {
+    /// The upper bound of the bucket that holds quantile `q` (0–1) of what was observed.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let count = self.inner.count.load(Relaxed);
+        if count == 0 {
+            return None;
+        }
+        let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, c) in BOUNDS.iter().zip(self.inner.counts.iter()) {
+            seen += c.load(Relaxed);
+            if seen >= rank {
+                return Some(*b);
+            }
+        }
+        BOUNDS.last().copied()
+    }
+
     pub fn observe(&self, v: f64) {
         use std::sync::atomic::Ordering::Relaxed;
         let i = BOUNDS
@@ -180,6 +198,17 @@ pub struct Metrics {
     pub process_cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Tool names seen in `tools/list` answers (the only ones used as label values).
     tools: RwLock<HashSet<String>>,
+    /// Per server, calls, errors and durations in one place (for the admin console), once
+    /// [`Metrics::keep_summaries`] was called.
+    summaries: RwLock<Option<HashMap<String, Arc<Summary>>>>,
+}
+
+/// One server's calls, errors and durations since the start.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub calls: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+    pub duration: Histogram,
 }
 
 static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
@@ -215,6 +244,7 @@ impl Metrics {
             process_open_files: Gauge::default(),
             process_cpu: Gauge::default(),
             tools: Default::default(),
+            summaries: Default::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -311,6 +341,25 @@ impl Metrics {
         } else {
             "other".into()
         }
+    }
+
+    /// Keep a [`Summary`] per server from now on.
+    pub fn keep_summaries(&self) {
+        if let Ok(mut s) = self.summaries.write()
+            && s.is_none()
+        {
+            *s = Some(HashMap::new());
+        }
+    }
+
+    /// The summary of `server`, when summaries are kept.
+    pub fn summary(&self, server: &str) -> Option<Arc<Summary>> {
+        if let Some(s) = self.summaries.read().ok()?.as_ref()?.get(server) {
+            return Some(s.clone());
+        }
+        let mut all = self.summaries.write().ok()?;
+        let all = all.as_mut()?;
+        Some(all.entry(server.to_owned()).or_default().clone())
     }
 
     /// Learn the tool names of a `tools/list` answer.

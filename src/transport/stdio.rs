@@ -276,6 +276,7 @@ pub fn spawn(spec: &CommandSpec, limits: Limits) -> Result<Connection, ConnectEr
         while let Ok(Some(line)) = read_line(&mut r, 64 * 1024).await {
             if let Line::Data(bytes) = line {
                 let text = String::from_utf8_lossy(&bytes);
+                tail::keep(&name, &text);
                 if hush.load(std::sync::atomic::Ordering::Relaxed) {
                     tracing::debug!(target: "mcp_proxy::server_stderr", "[{name}] {text}");
                 } else if let Some(held) =
@@ -699,5 +700,58 @@ mod tests {
             Some(Line::TooLong { id, .. }) => assert_eq!(id, Some(Id::number(42))),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// The last lines of each stdio server's stderr, for the admin console; kept only once
+/// [`tail::enable`] was called (nothing is kept otherwise).
+pub mod tail {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{LazyLock, Mutex};
+    use std::time::SystemTime;
+
+    /// Lines kept per server.
+    pub const LINES: usize = 200;
+    /// Longest line kept (longer ones are cut).
+    const LINE_BYTES: usize = 2048;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    type Lines = VecDeque<(SystemTime, String)>;
+    static TAILS: LazyLock<Mutex<HashMap<String, Lines>>> = LazyLock::new(Default::default);
+
+    pub fn enable() {
+        ON.store(true, Ordering::Relaxed);
+    }
+
+    pub fn keep(server: &str, line: &str) {
+        if !ON.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut text = line.to_owned();
+        if text.len() > LINE_BYTES {
+            let mut cut = LINE_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        if let Ok(mut t) = TAILS.lock() {
+            let q = t.entry(server.to_owned()).or_default();
+            if q.len() >= LINES {
+                q.pop_front();
+            }
+            q.push_back((SystemTime::now(), text));
+        }
+    }
+
+    /// The lines kept for `server`, oldest first.
+    pub fn lines(server: &str) -> Vec<(SystemTime, String)> {
+        TAILS
+            .lock()
+            .ok()
+            .and_then(|t| t.get(server).map(|q| q.iter().cloned().collect()))
+            .unwrap_or_default()
     }
 }
