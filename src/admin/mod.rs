@@ -89,6 +89,8 @@ impl Settings {
         if !enabled(cli) {
             return Ok(None);
         }
+        // Servers' stderr is kept for the console from their first line.
+        crate::transport::stdio::tail::enable();
         let Some(config_file) = cli.config.clone() else {
             return Err("the admin console edits a servers file: give --config FILE (it is created if it does not exist)".into());
         };

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `mcp-proxy` binary between real MCP peers.
 //! One test binary (modules below) keeps link time down.
 
+mod admin;
 mod conformance;
 mod era;
 mod era_matrix;
