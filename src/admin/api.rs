@@ -278,10 +278,17 @@ pub(super) async fn snapshot(admin: &Admin) -> Result<Value, Refusal> {
             "p50Ms": null,
             "p99Ms": null,
         });
-        if let Some((_, mount)) = served.iter().find(|(n, _)| *n == name)
-            && let Backend::Shared(hub) = &mount.backend
-        {
-            st["sessions"] = hub.session_count().into();
+        if let Some((_, mount)) = served.iter().find(|(n, _)| *n == name) {
+            if let Backend::Shared(hub) = &mount.backend {
+                st["sessions"] = hub.session_count().into();
+            }
+            if st["tools"].is_null() && st["state"] == "ready" {
+                let at = (
+                    st["pid"].as_u64().unwrap_or(0),
+                    st["restarts"].as_u64().unwrap_or(0),
+                );
+                st["tools"] = json!(admin.tool_count(&name, at, mount));
+            }
         }
         if let Some(url) = status.get("authorizationUrl") {
             st["authorizationUrl"] = url.clone();
@@ -327,6 +334,59 @@ pub(super) async fn snapshot(admin: &Admin) -> Result<Value, Refusal> {
 }
 
 impl Admin {
+    /// How many tools clients see of `server` (counted once per process of it, in the
+    /// background; `None` until known).
+    fn tool_count(
+        &self,
+        server: &str,
+        at: (u64, u64),
+        mount: &crate::server::Mount,
+    ) -> Option<usize> {
+        let Ok(mut counts) = self.tool_counts.lock() else {
+            return None;
+        };
+        if let Some((when, n)) = counts.get(server)
+            && *when == at
+        {
+            return *n;
+        }
+        counts.insert(server.to_owned(), (at, None));
+        let backend = mount.backend.clone();
+        let curation = mount.curation.clone();
+        let name = server.to_owned();
+        let table = self.me.clone();
+        tokio::spawn(async move {
+            let got = async {
+                let mut a = Asker::open(&backend, ASK_WITHIN).await?;
+                let l = a.list("tools/list", "tools").await;
+                a.close().await;
+                l
+            }
+            .await;
+            if let Ok(list) = got {
+                let n = list
+                    .iter()
+                    .filter_map(|t| t.get("name").and_then(Value::as_str))
+                    .filter(|t| curation.as_ref().is_none_or(|c| c.allows(t)))
+                    .count();
+                if let Some(table) = table.upgrade()
+                    && let Ok(mut counts) = table.tool_counts.lock()
+                    && counts.get(&name).is_some_and(|(w, _)| *w == at)
+                {
+                    counts.insert(name, (at, Some(n)));
+                }
+            }
+        });
+        None
+    }
+
+    /// Forget what tool counts are known (the tool rules changed).
+    fn recount_tools(&self) {
+        if let Ok(mut c) = self.tool_counts.lock() {
+            c.clear();
+        }
+    }
+
     /// Calls per second of `server`, measured over at least a second.
     fn rate(&self, server: &str, calls: u64) -> f64 {
         let Ok(mut rates) = self.rates.lock() else {
@@ -1029,6 +1089,7 @@ async fn patch_tools(
             json!({ "changes": c.changes.len() }),
         );
         admin.gateway.reload_logged("admin console: tools").await;
+        admin.recount_tools();
         admin.tell("tools", json!({}));
         Ok(c.changes.len())
     }

@@ -188,6 +188,9 @@ pub struct Event {
     pub data: String,
 }
 
+/// A server's process and restarts when its tools were counted, and the count.
+type ToolCount = ((u64, u64), Option<usize>);
+
 /// The console's state.
 pub struct Admin {
     settings: Settings,
@@ -200,6 +203,9 @@ pub struct Admin {
     installs: install::Installs,
     /// The last version of the config file the console wrote (to tell hand edits apart).
     written: Mutex<Option<String>>,
+    /// Per server: its process (or 0) and restarts when its tools were counted, and the
+    /// count (`None` while counting), for servers no client has listed yet.
+    tool_counts: Mutex<HashMap<String, ToolCount>>,
     /// Per server: when calls were last counted, how many, and the rate then.
     rates: Mutex<HashMap<String, (Instant, u64, f64)>>,
     audit: Option<Arc<crate::access::audit::Audit>>,
@@ -207,6 +213,8 @@ pub struct Admin {
     /// One change of the files at a time.
     saving: tokio::sync::Mutex<()>,
     terminals: Arc<tokio::sync::Semaphore>,
+    /// Itself, for work it leaves running in the background.
+    me: std::sync::Weak<Admin>,
 }
 
 impl Admin {
@@ -223,7 +231,8 @@ impl Admin {
             m.keep_summaries();
         }
         let access = gateway.config().access.clone();
-        Arc::new(Admin {
+        Arc::new_cyclic(|me| Admin {
+            me: me.clone(),
             auth: auth::Auth::new(&settings),
             installs: install::Installs::new(events.clone(), settings.output_lines),
             terminals: Arc::new(tokio::sync::Semaphore::new(settings.terminals)),
@@ -234,6 +243,7 @@ impl Admin {
             events,
             written: Mutex::new(None),
             rates: Default::default(),
+            tool_counts: Default::default(),
             audit,
             access,
             saving: Default::default(),

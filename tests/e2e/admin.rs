@@ -749,6 +749,15 @@ async fn restart_logs_and_figures_of_a_server() {
     assert!(s["status"]["p50Ms"].as_f64().is_some(), "{s}");
     assert!(s["status"]["p99Ms"].as_f64().is_some(), "{s}");
     assert!(s["status"]["sessions"].as_u64().unwrap_or(0) >= 1, "{s}");
+    // Its tool count, though no client of the merged view listed its tools.
+    let end = Instant::now() + Duration::from_secs(10);
+    while c.server("talky").await["status"]["tools"]
+        .as_u64()
+        .is_none_or(|n| n < 2)
+    {
+        assert!(Instant::now() < end, "{}", c.server("talky").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Its stderr.
     let (st, logs) = c.get("/admin/api/servers/talky/logs").await;
     assert_eq!(st, 200);
