@@ -1567,6 +1567,156 @@ async fn telemetry_rows(calls: u64, wrong: &Arc<AtomicU64>) -> Vec<String> {
         .collect()
 }
 
+/// The admin console's cost: a gateway of one demo server with the console off and on (idle,
+/// nobody signed in), its resident memory and its calls; then the page's load over HTTP
+/// (the page and its own assets, as a browser fetches them on sign-in) and the servers API.
+async fn admin_rows(calls: u64, wrong: &Arc<AtomicU64>) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!("mcp-proxy-bench-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench folder");
+    let ports = [free_port(), free_port()];
+    let start = |k: usize, admin: bool| {
+        let sub = dir.join(format!("p{k}"));
+        std::fs::create_dir_all(&sub).expect("folder");
+        let config = sub.join("servers.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"mcpServers":{{"demo":{{"command":"{BIN}","args":["--demo-server"]}}}}}}"#
+            ),
+        )
+        .expect("config");
+        let p = ports[k].to_string();
+        let c = config.display().to_string();
+        let mut args = vec![
+            "--port",
+            &p,
+            "--log-level",
+            "warn",
+            "--server-era",
+            "legacy",
+            "--config",
+            &c,
+        ];
+        if admin {
+            args.push("--admin");
+        }
+        Command::new(BIN)
+            .args(&args)
+            .env("ADMIN_PASSWORD", "bench-password-1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mcp-proxy")
+    };
+    let procs = [start(0, false), start(1, true)];
+    let url = |p: u16| format!("http://127.0.0.1:{p}/mcp");
+    let http = client();
+    let mut sids = vec![];
+    for p in ports {
+        sids.push(open_when_ready(&http, &url(p)).await);
+    }
+    // Idle: the servers started, one client session each, then nothing for 2 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = [rss_mib(procs[0].id()), rss_mib(procs[1].id())];
+    let mut lat: [Vec<Duration>; 2] = Default::default();
+    for (k, p) in ports.iter().enumerate() {
+        echo_calls(
+            &http,
+            &url(*p),
+            sids[k].as_deref(),
+            "demo--echo",
+            300,
+            wrong,
+        )
+        .await;
+    }
+    for _ in 0..calls.max(1000).div_ceil(250) {
+        for (k, p) in ports.iter().enumerate() {
+            lat[k].extend(
+                echo_calls(
+                    &http,
+                    &url(*p),
+                    sids[k].as_deref(),
+                    "demo--echo",
+                    250,
+                    wrong,
+                )
+                .await,
+            );
+        }
+    }
+    // The page, as a browser loads it: the HTML, then its script and style sheet.
+    let base = format!("http://127.0.0.1:{}", ports[1]);
+    let mut page = vec![];
+    for _ in 0..50 {
+        let t = Instant::now();
+        for path in ["/admin/", "/admin/assets/app.js", "/admin/assets/app.css"] {
+            let r = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("page");
+            assert!(r.status().is_success(), "{path}");
+            let _ = r.bytes().await;
+        }
+        page.push(t.elapsed());
+    }
+    let login = http
+        .post(format!("{base}/admin/api/login"))
+        .json(&serde_json::json!({ "username": "admin", "password": "bench-password-1" }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .to_owned();
+    let mut api = vec![];
+    for _ in 0..50 {
+        let t = Instant::now();
+        let r = http
+            .get(format!("{base}/admin/api/servers"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("servers");
+        assert!(r.status().is_success());
+        let _ = r.bytes().await;
+        api.push(t.elapsed());
+    }
+    let after = rss_mib(procs[1].id());
+    for mut c in procs {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    vec![
+        format!(
+            "| console off | {:.1} | {:.0?} | {:.0?} | | |",
+            idle[0],
+            pct(&mut lat[0], 0.5),
+            pct(&mut lat[0], 0.99)
+        ),
+        format!(
+            "| console on (--admin), idle | {:.1} (+{:.1}) | {:.0?} | {:.0?} | {:.1?} / {:.1?} | {:.1?} / {:.1?} |",
+            idle[1],
+            idle[1] - idle[0],
+            pct(&mut lat[1], 0.5),
+            pct(&mut lat[1], 0.99),
+            pct(&mut page, 0.5),
+            pct(&mut page, 0.99),
+            pct(&mut api, 0.5),
+            pct(&mut api, 0.99),
+        ),
+        format!("| console on, after 100 page and API loads | {after:.1} | | | | |"),
+    ]
+}
+
 fn bench_peer(rel: &str) -> Option<String> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".peers/bench")
@@ -1821,6 +1971,11 @@ async fn main() {
     } else {
         vec![]
     };
+    let admin = if wanted("admin") {
+        admin_rows(calls, &wrong).await
+    } else {
+        vec![]
+    };
     let mut floor = floor;
     let _ = floor.kill();
     let _ = floor.wait();
@@ -1921,6 +2076,18 @@ async fn main() {
         println!("| --- | --- | --- | --- | --- | --- |");
         for o in &oauth {
             println!("{o}");
+        }
+    }
+    if !admin.is_empty() {
+        println!();
+        println!(
+            "The admin console (a gateway of one demo server; tools/call on /mcp; the page: HTML, script and style sheet, p50 / p99):"
+        );
+        println!();
+        println!("| row | proxy RSS MiB | p50 | p99 | page load | GET /admin/api/servers |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for a in &admin {
+            println!("{a}");
         }
     }
     if !large.is_empty() {
