@@ -300,7 +300,14 @@ function connectEvents() {
   });
   on('servers', applyServers);
   on('config', (d) => {
-    if (d.byHand) banner('config-changed', 'The config file was changed on disk; the view shows the new contents.', { kind: 'info' });
+    if (d.byHand) {
+      // In a modal dialog the page behind is inert: the banner goes into the dialog then.
+      const open = dialog().open;
+      banner('config-changed', `The config file was changed on disk; the view shows the new contents${open ? ' (saving this form now would overwrite that change, so it will be refused)' : ''}.`, {
+        kind: 'info',
+        host: open ? $('#sf-banners') : $('#banners'),
+      });
+    }
   });
   on('install', onInstallEvent);
   on('tools', async () => {
@@ -1480,8 +1487,10 @@ function wire() {
   $('[data-test=cancel]').addEventListener('click', () => dialog().close());
   $('[data-test=paste-apply]').addEventListener('click', onPasteApply);
   dialog().addEventListener('close', () => {
-    const c = $('#sf-banners [data-test=conflict]');
-    if (c) $('#banners').prepend(c);
+    for (const test of ['conflict', 'config-changed']) {
+      const c = $(`#sf-banners [data-test=${test}]`);
+      if (c) $('#banners').prepend(c);
+    }
   });
 
   $('[data-test=tool-search]').addEventListener('input', filterTools);

@@ -116,7 +116,7 @@ impl Refusal {
     pub fn conflict() -> Refusal {
         Refusal {
             status: http::StatusCode::CONFLICT,
-            error: "the file was changed since this page read it (by hand, or from another page); your change was not saved: reload to see the file as it is now".into(),
+            error: "The config file was changed since this page read it (by hand, or from another page), so your change was not saved.".into(),
             field: None,
         }
     }

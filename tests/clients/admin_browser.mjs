@@ -11,6 +11,8 @@
 //   MCP_PEERS_NODE  the node_modules folder of the peers (default .peers/node/)
 //   INSTALL_COMMANDS  a JSON array of shell commands that print numbered lines slowly
 //   TERMINAL        "1": the web terminal is on and is tried; otherwise its nav entry must be absent
+//   CONFIG_FILE     the servers file the proxy uses: it is edited by hand while the page is open
+//                   (step hand-edit; skipped when unset)
 //
 // Stdout: one JSON line per step, {"step", "ok": true, "ms", ...}; on failure
 // {"step", "ok": false, "error"}, a screenshot OUT_DIR/failure.png and exit 1. Screenshots of each
@@ -48,6 +50,7 @@ function readConfig() {
     installCommands: JSON.parse(need("INSTALL_COMMANDS")),
     terminal: process.env.TERMINAL === "1",
     outDir: need("OUT_DIR"),
+    configFile: process.env.CONFIG_FILE || null,
     chromium: process.env.CHROMIUM ?? "/usr/bin/chromium",
   };
   if (!Array.isArray(c.installCommands) || !c.installCommands.length) throw new Error("INSTALL_COMMANDS must be a non-empty JSON array");
@@ -325,6 +328,84 @@ async function stepInstall() {
   return { lines: seen.length, first: seen[0].text, last: seen[seen.length - 1].text, spreadMs };
 }
 
+/** The config file edited by hand while an Edit form is open: the page shows the change live,
+ *  a save from the stale form is refused (409) without losing what was typed, and after the
+ *  conflict banner's Reload the same form saves on top of the hand edit. */
+async function stepHandEdit() {
+  if (!cfg.configFile) return { skipped: true };
+  const file = cfg.configFile;
+  const readFile = () => JSON.parse(fs.readFileSync(file, "utf8"));
+  const f = "dialog[data-test=server-form]";
+  const title = "Edited in the page";
+  await nav("servers");
+  if (await page.locator('[data-server="byhand"]').count()) throw new Error("a server named byhand is already configured");
+  const bannerBefore = await page.locator("[data-test=config-changed]").count();
+  // Dismiss an older "changed on disk" banner so that only this hand edit can bring it back.
+  if (bannerBefore) await page.locator("[data-test=config-changed] button.x").click();
+  await page.evaluate(() => { window.__sameDocument = true; });
+
+  await page.click('[data-server="demo"] button[data-action=edit]');
+  await visible(f);
+  if ((await page.inputValue(`${f} input[name=name]`)) !== "demo") throw new Error("the Edit form does not show demo");
+  await page.fill(`${f} input[name=title]`, title);
+
+  // The hand edit, as an editor saves: a temporary file in the same folder renamed over it.
+  const onDisk = readFile();
+  onDisk.mcpServers ??= {};
+  onDisk.mcpServers.byhand = { command: cfg.demo, args: ["--demo-server"] };
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.by-hand-${process.pid}.tmp`);
+  fs.writeFileSync(tmp, JSON.stringify(onDisk, null, 2) + "\n");
+  const t0 = Date.now();
+  fs.renameSync(tmp, file);
+
+  await page.waitForFunction(() => {
+    const b = document.querySelector("[data-test=config-changed]");
+    const c = document.querySelector('[data-server="byhand"]');
+    return !!(b && c && b.checkVisibility() && c.checkVisibility());
+  }, null, { polling: 100, timeout: 10_000 }).catch(async () => {
+    const b = await page.locator("[data-test=config-changed]").count();
+    const c = await page.locator('[data-server="byhand"]').count();
+    throw new Error(`within 10 s of the hand edit the page shows ${b ? "the" : "no"} config-changed banner and ${c ? "a" : "no"} byhand card`);
+  });
+  const shownMs = Date.now() - t0;
+  if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error("the page was reloaded to show the hand edit");
+  if (!(await page.locator(f).isVisible())) throw new Error("the Edit form closed when the file changed");
+  if ((await page.inputValue(`${f} input[name=title]`)) !== title) throw new Error("the hand edit overwrote what was typed in the form");
+  const changed = await text("[data-test=config-changed] .banner-text");
+  await shot("hand-edit.png");
+
+  // Save from the form opened before the hand edit: refused, and nothing typed is lost.
+  const put = (r) => r.request().method() === "PUT" && new URL(r.url()).pathname === "/admin/api/servers/demo";
+  let answer = page.waitForResponse(put);
+  await page.click(`${f} [data-test=save]`);
+  let res = await answer;
+  if (res.status() !== 409) throw new Error(`the stale save answered ${res.status()}, not 409: ${await res.text()}`);
+  await visible("[data-test=conflict]", 5_000);
+  const conflict = await text("[data-test=conflict] .banner-text");
+  if (!conflict) throw new Error("the conflict banner has no text");
+  if (!(await page.locator(f).isVisible())) throw new Error("the form closed on the refused save");
+  if ((await page.inputValue(`${f} input[name=title]`)) !== title) throw new Error("the refused save lost the typed title");
+  if (JSON.stringify(readFile().mcpServers?.demo) !== JSON.stringify(onDisk.mcpServers.demo)) throw new Error("the refused save changed demo on disk");
+  await shot("conflict.png");
+
+  // Reload (keeps the form's contents), then the same save goes through on top of the hand edit.
+  await page.click("[data-test=conflict] button[data-action=reload]");
+  await hidden("[data-test=conflict]", 5_000);
+  if ((await page.inputValue(`${f} input[name=title]`)) !== title) throw new Error("Reload lost the typed title");
+  answer = page.waitForResponse(put);
+  await page.click(`${f} [data-test=save]`);
+  res = await answer;
+  if (res.status() !== 200) throw new Error(`the save after Reload answered ${res.status()}: ${await res.text()}`);
+  await hidden(f);
+  const saved = await until("the file to hold the saved title", () => {
+    const c = readFile();
+    return c.mcpServers?.demo?.name === title && c;
+  }, 5_000);
+  if (!saved.mcpServers.byhand) throw new Error("the save after Reload dropped the hand-added byhand");
+  await textIs('[data-server="demo"] [data-field=title]', title);
+  return { shownMs, changed, conflict, bannerBefore: bannerBefore > 0 };
+}
+
 async function stepTerminal() {
   const entry = page.locator("a[data-nav=terminal]");
   if (!cfg.terminal) {
@@ -409,6 +490,7 @@ try {
   await step("tools", stepTools);
   await step("playground", stepPlayground);
   await step("install", stepInstall);
+  await step("hand-edit", stepHandEdit);
   await step("terminal", stepTerminal);
   await step("connect", stepConnect);
   await step("signout", stepSignOut);

@@ -1487,6 +1487,7 @@ fn the_page_in_a_real_browser() {
         ("TERMINAL", "1".to_owned()),
         ("OUT_DIR", out_dir.display().to_string()),
         ("CHROMIUM", chromium),
+        ("CONFIG_FILE", c.config_path().display().to_string()),
     ];
     let (ok, out) = run_to_end_env(
         &node(),
@@ -1503,6 +1504,8 @@ fn the_page_in_a_real_browser() {
         "tools",
         "playground",
         "install",
+        "hand-edit",
+        "conflict",
         "terminal",
         "connect",
     ] {
@@ -1515,4 +1518,49 @@ fn the_page_in_a_real_browser() {
     if let Some(line) = out.lines().find(|l| l.contains(r#""step":"load""#)) {
         eprintln!("admin page: {line}");
     }
+}
+
+#[tokio::test]
+async fn a_server_that_needs_oauth_is_signed_in_to_from_the_console() {
+    use crate::oauth::{AuthPeers, SignIn};
+    let peers = AuthPeers::start("admin-oauth", &[], &[]);
+    let sign = SignIn::new("admin-oauth");
+    // No browser opens by itself: the user signs in from the console.
+    let env: Vec<(&str, String)> = vec![
+        ("XDG_CACHE_HOME", sign.cache.display().to_string()),
+        ("BROWSER", "true".into()),
+    ];
+    let mut c = Console::start_env(
+        "oauth",
+        Some(json!({ "mcpServers": { "remote": { "url": peers.url() } } })),
+        &[],
+        &env,
+    );
+    c.sign_in().await;
+    c.wait_state("remote", "needs-authorization", Duration::from_secs(20))
+        .await;
+    let (s, v) = c
+        .send("POST", "/admin/api/servers/remote/oauth", json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let url = v["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    assert!(url.contains("code_challenge"), "{url}");
+    // The page opens it in a new tab; here, the test browser follows it to the callback.
+    let (ok, out) = run_to_end_env(
+        &python(),
+        &[repo_file("tests/clients/browser.py"), url],
+        &[("BROWSER_LOG", sign.browser_log.display().to_string())],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    c.wait_state("remote", "ready", Duration::from_secs(30))
+        .await;
+    let (s, v) = c
+        .send("POST", "/admin/api/servers/remote/oauth", json!({}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["signedIn"], true, "{v}");
 }
