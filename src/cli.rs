@@ -584,6 +584,11 @@ pub struct Cli {
     )]
     pub install_output_lines: usize,
 
+    /// Threads that run the proxy (0: one fewer than the machine's cores, at least one, so
+    /// that servers and clients on the same machine keep a core).
+    #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Limits")]
+    pub threads: usize,
+
     // === limits ===
     /// Most messages waiting for one client (next to the byte bound of --client-buffer);
     /// beyond it the client counts as stuck and loses its session.

@@ -24,6 +24,18 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// `--threads`: 0 leaves one core of the machine to the servers and clients beside the proxy
+/// (all but one, at least one); a thread handing each message to another costs a wake-up.
+fn worker_threads(asked: usize) -> usize {
+    if asked > 0 {
+        return asked;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
 fn main() -> ExitCode {
     // Started as a stdio server's supervisor: that, and nothing else.
     mcp_proxy::supervisor::run_if_asked();
@@ -35,6 +47,7 @@ fn main() -> ExitCode {
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads(cli.threads))
             .enable_all()
             .build()
     };
