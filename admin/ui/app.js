@@ -251,8 +251,15 @@ async function onLogin(ev) {
   setText($('[data-test=login-error]'), '');
   button.disabled = true;
   try {
-    const s = await api('POST', '/login', { username: f.username.value, password: f.password.value }, { auth: false });
+    const token = f.token ? f.token.value.trim() : '';
+    if (!token && (!f.username.value || !f.password.value)) {
+      setText($('[data-test=login-error]'), 'Give a user name and a password (or a key or token).');
+      return;
+    }
+    const body = token ? { token } : { username: f.username.value, password: f.password.value };
+    const s = await api('POST', '/login', body, { auth: false });
     f.password.value = '';
+    if (f.token) f.token.value = '';
     startApp(s);
   } catch (e) {
     setText($('[data-test=login-error]'), e.status === 401 ? e.message || 'Wrong user name or password.' : e.message);

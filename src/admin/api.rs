@@ -157,8 +157,42 @@ async fn require(State(admin): Shared, mut req: Request, next: Next) -> Response
 
 #[derive(Deserialize)]
 struct Credentials {
+    #[serde(default)]
     username: String,
+    #[serde(default)]
     password: String,
+    /// A key or token of an `--admin-identity`, instead of a user name and password.
+    token: Option<String>,
+}
+
+/// The admin identity a key or token proves, if any.
+async fn identity_by_token(admin: &Admin, token: &str) -> Option<String> {
+    let access = admin.access.as_ref()?;
+    if admin.settings.identities.is_empty() || token.is_empty() {
+        return None;
+    }
+    let mut tries = vec![];
+    if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, v);
+        tries.push(h);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(token) {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", v);
+        tries.push(h);
+    }
+    for h in tries {
+        if let Some(id) = access.identity_of(&h).await {
+            let allowed = admin
+                .settings
+                .identities
+                .iter()
+                .any(|n| *n == id.name || id.sub.as_deref() == Some(n.as_str()));
+            return allowed.then_some(id.name);
+        }
+    }
+    None
 }
 
 async fn login(State(admin): Shared, req: Request) -> Response {
@@ -179,7 +213,14 @@ async fn login(State(admin): Shared, req: Request) -> Response {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    match admin.auth.sign_in(from, &c.username, &c.password).await {
+    let attempt = match c.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => {
+            let proved = identity_by_token(&admin, token).await;
+            admin.auth.sign_in_as(from, proved.as_deref()).await
+        }
+        None => admin.auth.sign_in(from, &c.username, &c.password).await,
+    };
+    match attempt {
         SignIn::Ok { cookie, session } => {
             admin.audit(
                 "sign-in",
@@ -202,7 +243,12 @@ async fn login(State(admin): Shared, req: Request) -> Response {
                 &c.username,
                 json!({ "from": from.to_string() }),
             );
-            Refusal::status(StatusCode::UNAUTHORIZED, "wrong user name or password").into_response()
+            let why = if c.token.as_deref().is_some_and(|t| !t.is_empty()) {
+                "that key or token does not sign in to the console (see --admin-identity)"
+            } else {
+                "wrong user name or password"
+            };
+            Refusal::status(StatusCode::UNAUTHORIZED, why).into_response()
         }
         SignIn::TooMany { retry_after } => {
             let mut r = Refusal::status(

@@ -51,8 +51,9 @@ pub struct Auth {
     key: hmac::Key,
     timeout: Duration,
     username: String,
-    /// SHA-256 of the password (compared in constant time).
-    password: [u8; 32],
+    /// SHA-256 of the password (compared in constant time); `None`: no password sign-in
+    /// (only identities of `--admin-identity`).
+    password: Option<[u8; 32]>,
     attempts: u32,
     /// How long a failed sign-in waits before it is answered.
     delay: Duration,
@@ -121,7 +122,7 @@ impl Auth {
             key: hmac::Key::new(hmac::HMAC_SHA256, &s.secret),
             timeout: s.session_timeout,
             username: s.username.clone(),
-            password: digest(&s.password),
+            password: (!s.password.is_empty()).then(|| digest(&s.password)),
             attempts: s.sign_in_attempts,
             delay: FAILURE_DELAY,
             failures: Default::default(),
@@ -136,20 +137,38 @@ impl Auth {
 
     /// Check a user name and password from `from`.
     pub async fn sign_in(&self, from: IpAddr, user: &str, password: &str) -> SignIn {
-        let t = Instant::now();
-        if let Ok(mut f) = self.failures.lock() {
-            f.retain(|_, (since, _)| t.duration_since(*since) < WINDOW);
-            if let Some((since, n)) = f.get(&from)
-                && *n >= self.attempts
-            {
-                let left = WINDOW.saturating_sub(t.duration_since(*since)).as_secs() + 1;
-                return SignIn::TooMany { retry_after: left };
-            }
+        if let Some(retry_after) = self.blocked(from) {
+            return SignIn::TooMany { retry_after };
         }
         use subtle::ConstantTimeEq;
         let user_ok = digest(user).ct_eq(&digest(&self.username));
-        let pass_ok = digest(password).ct_eq(&self.password);
-        if !self.password.iter().all(|b| *b == 0) && bool::from(user_ok & pass_ok) {
+        let right = match &self.password {
+            Some(p) => bool::from(user_ok & digest(password).ct_eq(p)),
+            None => false,
+        };
+        self.settle(from, right.then_some(user)).await
+    }
+
+    /// Sign in as an identity the caller proved with a key or token (`None`: it did not).
+    pub async fn sign_in_as(&self, from: IpAddr, proved: Option<&str>) -> SignIn {
+        if let Some(retry_after) = self.blocked(from) {
+            return SignIn::TooMany { retry_after };
+        }
+        self.settle(from, proved).await
+    }
+
+    /// Seconds until `from` may try again, when it failed too often.
+    fn blocked(&self, from: IpAddr) -> Option<u64> {
+        let t = Instant::now();
+        let mut f = self.failures.lock().ok()?;
+        f.retain(|_, (since, _)| t.duration_since(*since) < WINDOW);
+        let (since, n) = f.get(&from)?;
+        (*n >= self.attempts).then(|| WINDOW.saturating_sub(t.duration_since(*since)).as_secs() + 1)
+    }
+
+    /// A session for `user` when the attempt was right; else count it and answer late.
+    async fn settle(&self, from: IpAddr, user: Option<&str>) -> SignIn {
+        if let Some(user) = user {
             if let Ok(mut f) = self.failures.lock() {
                 f.remove(&from);
             }
@@ -157,7 +176,7 @@ impl Auth {
             return SignIn::Ok { cookie, session };
         }
         if let Ok(mut f) = self.failures.lock() {
-            let e = f.entry(from).or_insert((t, 0));
+            let e = f.entry(from).or_insert((Instant::now(), 0));
             e.1 += 1;
         }
         tokio::time::sleep(self.delay).await;
@@ -287,7 +306,7 @@ mod tests {
             key: hmac::Key::new(hmac::HMAC_SHA256, b"0123456789abcdef0123456789abcdef"),
             timeout: Duration::from_secs(timeout),
             username: "admin".into(),
-            password: digest("s3cret!"),
+            password: Some(digest("s3cret!")),
             attempts: 3,
             delay: Duration::from_millis(50),
             failures: Default::default(),
@@ -353,6 +372,16 @@ mod tests {
         assert!(matches!(
             a.sign_in(ip, "admin", "s3cret!").await,
             SignIn::TooMany { .. }
+        ));
+        // Without a password, no password signs in, not even an empty one.
+        let none = Auth {
+            password: None,
+            ..auth(60)
+        };
+        let third = IpAddr::from([127, 0, 0, 3]);
+        assert!(matches!(
+            none.sign_in(third, "admin", "").await,
+            SignIn::Wrong
         ));
         let other: IpAddr = IpAddr::from([127, 0, 0, 2]);
         assert!(matches!(

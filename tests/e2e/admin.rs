@@ -1376,7 +1376,8 @@ async fn connect_snippets_point_at_this_proxy() {
 
 #[tokio::test]
 async fn an_admin_identity_uses_the_api_with_its_key() {
-    let c = Console::start(
+    // No ADMIN_PASSWORD: only the identity signs in.
+    let c = Console::start_env(
         "identity",
         None,
         &[
@@ -1387,6 +1388,7 @@ async fn an_admin_identity_uses_the_api_with_its_key() {
             "--admin-identity",
             "ops",
         ],
+        &[("ADMIN_PASSWORD", String::new())],
     );
     let get = |key: &'static str| {
         let http = c.http.clone();
@@ -1424,6 +1426,49 @@ async fn an_admin_identity_uses_the_api_with_its_key() {
         .expect("POST");
     assert_eq!(r.status(), 201);
     assert!(c.config()["mcpServers"]["scripted"].is_object());
+    // The page signs in with the key too (a cookie for that identity), and only with an
+    // admin identity's.
+    let login = |token: &'static str| {
+        let http = c.http.clone();
+        let url = c.url("/admin/api/login");
+        async move {
+            http.post(url)
+                .json(&json!({ "token": token }))
+                .send()
+                .await
+                .expect("login")
+        }
+    };
+    let r = login("ops-key-123456").await;
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .to_owned();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(v["user"], "ops", "{v}");
+    let r = c
+        .http
+        .get(c.url("/admin/api/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    assert_eq!(login("user-key-123456").await.status(), 401);
+    assert_eq!(login("not-a-key-at-all").await.status(), 401);
+    // No ADMIN_PASSWORD was needed here, and no password signs in (not even an empty one).
+    let r = c
+        .http
+        .post(c.url("/admin/api/login"))
+        .json(&json!({ "username": "admin", "password": "" }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test]
