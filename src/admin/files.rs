@@ -64,8 +64,11 @@ pub fn servers_mut(root: &mut Value) -> Option<&mut Map<String, Value>> {
         .as_object_mut()
 }
 
-/// Write `text` to `path` atomically, keeping the file's permissions.
+/// Write `text` to `path` atomically, keeping the file's permissions. A symbolic link is
+/// followed: the file it points to is replaced, and the link stays.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let resolved = std::fs::canonicalize(path).ok();
+    let path = resolved.as_deref().unwrap_or(path);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -251,6 +254,18 @@ mod tests {
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert_eq!(left.len(), 1, "{left:?}");
+        // Through a symbolic link: the target changes, the link stays a link.
+        #[cfg(unix)]
+        {
+            let link = dir.join("link.json");
+            std::os::unix::fs::symlink(&f, &link).expect("symlink");
+            write_atomic(&link, "{\"linked\":true}").expect("write through the link");
+            assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()));
+            assert_eq!(
+                std::fs::read_to_string(&f).unwrap_or_default(),
+                "{\"linked\":true}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

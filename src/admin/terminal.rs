@@ -130,8 +130,17 @@ pub async fn session(
             _ = child.wait() => break "the shell ended",
         }
     };
-    let _ = child.start_kill();
-    let status = child.wait().await.ok().and_then(|s| s.code());
+    // Hang up, as a closed SSH session does: closing the terminal sends SIGHUP to the shell,
+    // which passes it on to its jobs; a shell that does not end is killed after 2 s.
+    drop(from_pty);
+    drop(to_pty);
+    let status = match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
+        Ok(s) => s.ok().and_then(|s| s.code()),
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await.ok().and_then(|s| s.code())
+        }
+    };
     let _ = ws.send(Ws::Close(None)).await;
     admin.audit(
         "terminal-end",

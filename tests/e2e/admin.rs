@@ -1304,8 +1304,14 @@ async fn the_terminal_is_opt_in_signed_in_same_site_and_audited() {
             r#"{"type":"input","data":"stty size; echo shell-$((6*7))\r"}"#,
         );
         let out = ws_read_until(&mut s, "shell-42", Duration::from_secs(10));
-        ws_send_text(&mut s, r#"{"type":"input","data":"exit\r"}"#);
-        let _ = ws_read_until(&mut s, "\u{0}never", Duration::from_secs(2));
+        // A job left running, then the page goes away: the terminal hangs up.
+        ws_send_text(
+            &mut s,
+            r#"{"type":"input","data":"sleep 4243 & echo started-$((1+1))\r"}"#,
+        );
+        let started = ws_read_until(&mut s, "started-2", Duration::from_secs(10));
+        assert!(started.contains("started-2"), "{started}");
+        drop(s);
         out
     })
     .await
@@ -1329,9 +1335,24 @@ async fn the_terminal_is_opt_in_signed_in_same_site_and_audited() {
                 "what was typed is not logged: {log}"
             );
             assert!(log.contains("\"event\":\"sign-in\""), "{log}");
+            assert!(log.contains("the page"), "{log}");
             break;
         }
         assert!(Instant::now() < end, "no terminal-end in {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The job went with the session.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 4243"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if out.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < end, "the terminal's job lives on: {out}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = std::fs::remove_dir_all(&audit_dir);
