@@ -141,6 +141,11 @@ pub async fn session(
             child.wait().await.ok().and_then(|s| s.code())
         }
     };
+    // Whatever the shell left in its session hears the hangup too (a shell killed, or one
+    // that did not pass it on); what ignores SIGHUP (`nohup`) stays, as over SSH.
+    if let Some(sid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        hang_up_session(sid);
+    }
     let _ = ws.send(Ws::Close(None)).await;
     admin.audit(
         "terminal-end",
@@ -154,4 +159,34 @@ pub async fn session(
             "bytesOut": bytes_out,
         }),
     );
+}
+
+/// SIGHUP to every process of session `sid` (the shell was its leader).
+fn hang_up_session(sid: i32) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp session …`: the command may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let session = rest
+            .split_whitespace()
+            .nth(3)
+            .and_then(|s| s.parse::<i32>().ok());
+        if session == Some(sid) {
+            #[allow(unsafe_code)]
+            // SAFETY: kill only sends a signal; a process gone meanwhile yields ESRCH.
+            unsafe {
+                libc::kill(pid, libc::SIGHUP);
+            }
+        }
+    }
 }

@@ -1295,6 +1295,9 @@ async fn the_terminal_is_opt_in_signed_in_same_site_and_audited() {
     // The page: a real shell.
     let origin = c.url("");
     let cookie = c.cookie.clone();
+    // A job of this run's own (one left by an earlier, failed run is not this one).
+    let job = format!("sleep {}", 30000 + std::process::id() % 20000);
+    let typed = job.clone();
     let out = tokio::task::spawn_blocking(move || {
         let (mut s, head) = ws_connect(port, &cookie, Some(&origin));
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
@@ -1305,10 +1308,8 @@ async fn the_terminal_is_opt_in_signed_in_same_site_and_audited() {
         );
         let out = ws_read_until(&mut s, "shell-42", Duration::from_secs(10));
         // A job left running, then the page goes away: the terminal hangs up.
-        ws_send_text(
-            &mut s,
-            r#"{"type":"input","data":"sleep 4243 & echo started-$((1+1))\r"}"#,
-        );
+        let line = json!({ "type": "input", "data": format!("{typed} & echo started-$((1+1))\r") });
+        ws_send_text(&mut s, &line.to_string());
         let started = ws_read_until(&mut s, "started-2", Duration::from_secs(10));
         assert!(started.contains("started-2"), "{started}");
         drop(s);
@@ -1345,7 +1346,7 @@ async fn the_terminal_is_opt_in_signed_in_same_site_and_audited() {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
         let out = std::process::Command::new("pgrep")
-            .args(["-f", "sleep 4243"])
+            .args(["-f", &job])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
