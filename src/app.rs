@@ -67,12 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .await;
         }
         Front::Http { host, port } => {
-            let addr = format!("{}:{port}", host.trim_matches(['[', ']']));
-            let bind = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{port}")
-            } else {
-                addr
-            };
+            let bind = crate::config::socket_address(host, *port);
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;

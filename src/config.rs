@@ -217,6 +217,16 @@ fn pairs(flat: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `HOST:PORT` to bind, with an IPv6 host in brackets (given with or without them).
+pub fn socket_address(host: &str, port: u16) -> String {
+    let h = host.trim_matches(['[', ']']);
+    if h.contains(':') {
+        format!("[{h}]:{port}")
+    } else {
+        format!("{h}:{port}")
+    }
+}
+
 pub fn is_url(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
     l.starts_with("http://") || l.starts_with("https://")
@@ -325,7 +335,7 @@ impl Config {
             // The default audience is the URL clients reach the proxy at, read from `Host`;
             // beyond loopback a client chooses `Host`, so the audience must be named.
             let loopback = matches!(&front, Front::Http { host, .. }
-                if host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127."));
+                if crate::server::guard::is_loopback_name(host));
             if let Some(a) = &access
                 && a.verifier.as_ref().is_some_and(|v| v.audiences.is_empty())
                 && a.resource.is_none()
@@ -375,14 +385,9 @@ impl Config {
             metrics: !cli.no_metrics,
             otlp_endpoint: cli.otlp_endpoint.clone(),
             admin,
-            metrics_listen: cli.metrics_port.map(|p| {
-                let h = cli.metrics_host.trim_matches(['[', ']']);
-                if h.contains(':') {
-                    format!("[{h}]:{p}")
-                } else {
-                    format!("{h}:{p}")
-                }
-            }),
+            metrics_listen: cli
+                .metrics_port
+                .map(|p| socket_address(&cli.metrics_host, p)),
         })
     }
 

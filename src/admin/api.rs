@@ -50,13 +50,43 @@ fn ok(body: Value) -> Response {
     json_response(StatusCode::OK, body)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
-    serde_json::from_slice(body).map_err(|e| {
-        Refusal::bad(
-            None,
-            format!("the request body is not what this endpoint takes: {e}"),
-        )
-    })
+/// What a handler answers: its response, or a refusal.
+type Answer = Result<Response, Refusal>;
+
+/// A JSON request body (an empty one reads as `{}`); one that is not what the endpoint takes
+/// is refused with 400, saying why.
+struct Form<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Form<T> {
+    type Rejection = Refusal;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Refusal> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Refusal::bad(None, format!("cannot read the request body: {e}")))?;
+        let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &body
+        };
+        serde_json::from_slice(text).map(Form).map_err(|e| {
+            Refusal::bad(
+                None,
+                format!("the request body is not what this endpoint takes: {e}"),
+            )
+        })
+    }
+}
+
+fn not_in_file(name: &str) -> Refusal {
+    Refusal::status(
+        StatusCode::NOT_FOUND,
+        format!("no server named `{name}` in the file"),
+    )
+}
+
+fn file_unreadable(e: String) -> Refusal {
+    Refusal::status(StatusCode::INTERNAL_SERVER_ERROR, e)
 }
 
 pub fn routes(admin: Arc<Admin>) -> Router {
@@ -109,15 +139,9 @@ async fn who(admin: &Admin, headers: &HeaderMap) -> Option<Session> {
         && !admin.settings.identities.is_empty()
         && let Some(access) = &admin.access
         && let Some(id) = access.identity_of(headers).await
+        && admin.is_admin(&id)
     {
-        let allowed = admin
-            .settings
-            .identities
-            .iter()
-            .any(|n| *n == id.name || id.sub.as_deref() == Some(n.as_str()));
-        if allowed {
-            return Some(auth::Auth::by_identity(&id.name));
-        }
+        return Some(auth::Auth::by_identity(&id.name));
     }
     None
 }
@@ -184,36 +208,29 @@ async fn identity_by_token(admin: &Admin, token: &str) -> Option<String> {
     }
     for h in tries {
         if let Some(id) = access.identity_of(&h).await {
-            let allowed = admin
-                .settings
-                .identities
-                .iter()
-                .any(|n| *n == id.name || id.sub.as_deref() == Some(n.as_str()));
-            return allowed.then_some(id.name);
+            return admin.is_admin(&id).then_some(id.name);
         }
     }
     None
 }
 
-async fn login(State(admin): Shared, req: Request) -> Response {
-    if !auth::same_origin(req.headers()) {
-        return Refusal::status(StatusCode::FORBIDDEN, "refused: sent from another site")
-            .into_response();
+async fn login(
+    State(admin): Shared,
+    peer: Option<axum::Extension<crate::server::listen::Peer>>,
+    headers: HeaderMap,
+    Form(c): Form<Credentials>,
+) -> Answer {
+    if !auth::same_origin(&headers) {
+        return Err(Refusal::status(
+            StatusCode::FORBIDDEN,
+            "refused: sent from another site",
+        ));
     }
-    let from = req
-        .extensions()
-        .get::<crate::server::listen::Peer>()
-        .map(|p| p.0.ip())
+    let from = peer
+        .map(|p| p.0.0.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(_) => return Refusal::bad(None, "the request body is too large").into_response(),
-    };
-    let c: Credentials = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let attempt = match c.token.as_deref().filter(|t| !t.is_empty()) {
+    let token = c.token.as_deref().filter(|t| !t.is_empty());
+    let attempt = match token {
         Some(token) => {
             let proved = identity_by_token(&admin, token).await;
             admin.auth.sign_in_as(from, proved.as_deref()).await
@@ -235,7 +252,7 @@ async fn login(State(admin): Shared, req: Request) -> Response {
             if let Ok(v) = http::HeaderValue::from_str(&admin.auth.set_cookie(&cookie)) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
-            r
+            Ok(r)
         }
         SignIn::Wrong => {
             admin.audit(
@@ -243,12 +260,12 @@ async fn login(State(admin): Shared, req: Request) -> Response {
                 &c.username,
                 json!({ "from": from.to_string() }),
             );
-            let why = if c.token.as_deref().is_some_and(|t| !t.is_empty()) {
+            let why = if token.is_some() {
                 "that key or token does not sign in to the console (see --admin-identity)"
             } else {
                 "wrong user name or password"
             };
-            Refusal::status(StatusCode::UNAUTHORIZED, why).into_response()
+            Err(Refusal::status(StatusCode::UNAUTHORIZED, why))
         }
         SignIn::TooMany { retry_after } => {
             let mut r = Refusal::status(
@@ -258,7 +275,7 @@ async fn login(State(admin): Shared, req: Request) -> Response {
             .into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, http::HeaderValue::from(retry_after));
-            r
+            Ok(r)
         }
     }
 }
@@ -286,8 +303,7 @@ fn active_of(entry: &Value) -> bool {
 
 /// Everything the servers view shows.
 pub(super) async fn snapshot(admin: &Admin) -> Result<Value, Refusal> {
-    let snap = files::read(&admin.settings.config_file)
-        .map_err(|e| Refusal::status(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let snap = files::read(&admin.settings.config_file).map_err(file_unreadable)?;
     let statuses = crate::server::statuses(&admin.mounts);
     let served = admin.gateway.served().await;
     let metrics = crate::telemetry::get();
@@ -402,13 +418,7 @@ impl Admin {
         let name = server.to_owned();
         let table = self.me.clone();
         tokio::spawn(async move {
-            let got = async {
-                let mut a = Asker::open(&backend, ASK_WITHIN).await?;
-                let l = a.list("tools/list", "tools").await;
-                a.close().await;
-                l
-            }
-            .await;
+            let got = Asker::list_once(&backend, ASK_WITHIN, "tools/list", "tools").await;
             if let Ok(list) = got {
                 let n = list
                     .iter()
@@ -450,11 +460,8 @@ impl Admin {
     }
 }
 
-async fn servers(State(admin): Shared) -> Response {
-    match snapshot(&admin).await {
-        Ok(v) => ok(v),
-        Err(r) => r.into_response(),
-    }
+async fn servers(State(admin): Shared) -> Answer {
+    Ok(ok(snapshot(&admin).await?))
 }
 
 /// Change the servers file: `f` edits its servers object; the result is checked, written if
@@ -474,8 +481,7 @@ async fn change_servers(
     };
     let _one = admin.saving.lock().await;
     let file = &admin.settings.config_file;
-    let snap =
-        files::read(file).map_err(|e| Refusal::status(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let snap = files::read(file).map_err(file_unreadable)?;
     if snap.version != version {
         return Err(Refusal::conflict());
     }
@@ -567,39 +573,24 @@ struct AddServer {
 async fn add_server(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
-    body: Bytes,
-) -> Response {
-    let a: AddServer = match parse(&body) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let result = async {
-        check_name(&a.name)?;
-        check_entry(&admin, &a.name, &a.entry)?;
-        let name = a.name.clone();
-        change_servers(
-            &admin,
-            &s,
-            &format!("add {name}"),
-            a.version.as_deref(),
-            |servers| {
-                if servers.contains_key(&name) {
-                    return Err(Refusal::bad(
-                        Some("name"),
-                        format!("name: a server named `{name}` exists already"),
-                    ));
-                }
-                servers.insert(name, a.entry);
-                Ok(())
-            },
-        )
-        .await
-    }
-    .await;
-    match result {
-        Ok(v) => json_response(StatusCode::CREATED, json!({ "version": v })),
-        Err(r) => r.into_response(),
-    }
+    Form(a): Form<AddServer>,
+) -> Answer {
+    check_name(&a.name)?;
+    check_entry(&admin, &a.name, &a.entry)?;
+    let name = a.name.clone();
+    let what = format!("add {name}");
+    let v = change_servers(&admin, &s, &what, a.version.as_deref(), |servers| {
+        if servers.contains_key(&name) {
+            return Err(Refusal::bad(
+                Some("name"),
+                format!("name: a server named `{name}` exists already"),
+            ));
+        }
+        servers.insert(name, a.entry);
+        Ok(())
+    })
+    .await?;
+    Ok(json_response(StatusCode::CREATED, json!({ "version": v })))
 }
 
 #[derive(Deserialize)]
@@ -613,55 +604,38 @@ async fn edit_server(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    let e: EditServer = match parse(&body) {
-        Ok(e) => e,
-        Err(r) => return r.into_response(),
-    };
-    let result = async {
-        let new_name = e.name.clone().unwrap_or_else(|| name.clone());
-        check_name(&new_name)?;
-        check_entry(&admin, &new_name, &e.entry)?;
-        change_servers(
-            &admin,
-            &s,
-            &format!("edit {name}"),
-            e.version.as_deref(),
-            |servers| {
-                if !servers.contains_key(&name) {
-                    return Err(Refusal::status(
-                        StatusCode::NOT_FOUND,
-                        format!("no server named `{name}` in the file"),
-                    ));
-                }
-                if new_name != name && servers.contains_key(&new_name) {
-                    return Err(Refusal::bad(
-                        Some("name"),
-                        format!("name: a server named `{new_name}` exists already"),
-                    ));
-                }
-                let old = std::mem::take(servers);
-                for (k, v) in old {
-                    if k == name {
-                        servers.insert(new_name.clone(), e.entry.clone());
-                    } else {
-                        servers.insert(k, v);
-                    }
-                }
-                Ok(())
-            },
-        )
-        .await
-    }
-    .await;
-    match result {
-        Ok(v) => ok(json!({ "version": v })),
-        Err(r) => r.into_response(),
-    }
+    Form(e): Form<EditServer>,
+) -> Answer {
+    let new_name = e.name.clone().unwrap_or_else(|| name.clone());
+    check_name(&new_name)?;
+    check_entry(&admin, &new_name, &e.entry)?;
+    let what = format!("edit {name}");
+    let v = change_servers(&admin, &s, &what, e.version.as_deref(), |servers| {
+        if !servers.contains_key(&name) {
+            return Err(not_in_file(&name));
+        }
+        if new_name != name && servers.contains_key(&new_name) {
+            return Err(Refusal::bad(
+                Some("name"),
+                format!("name: a server named `{new_name}` exists already"),
+            ));
+        }
+        // In place: the renamed entry keeps its position in the file.
+        let old = std::mem::take(servers);
+        for (k, v) in old {
+            if k == name {
+                servers.insert(new_name.clone(), e.entry.clone());
+            } else {
+                servers.insert(k, v);
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(ok(json!({ "version": v })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Versioned {
     version: Option<String>,
 }
@@ -670,34 +644,17 @@ async fn delete_server(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    let v: Versioned = if body.is_empty() {
-        Versioned { version: None }
-    } else {
-        match parse(&body) {
-            Ok(v) => v,
-            Err(r) => return r.into_response(),
-        }
-    };
-    let result = change_servers(
-        &admin,
-        &s,
-        &format!("delete {name}"),
-        v.version.as_deref(),
-        |servers| match servers.shift_remove(&name) {
-            Some(_) => Ok(()),
-            None => Err(Refusal::status(
-                StatusCode::NOT_FOUND,
-                format!("no server named `{name}` in the file"),
-            )),
-        },
-    )
-    .await;
-    match result {
-        Ok(v) => ok(json!({ "version": v })),
-        Err(r) => r.into_response(),
-    }
+    Form(v): Form<Versioned>,
+) -> Answer {
+    let what = format!("delete {name}");
+    let v = change_servers(&admin, &s, &what, v.version.as_deref(), |servers| {
+        servers
+            .shift_remove(&name)
+            .map(|_| ())
+            .ok_or_else(|| not_in_file(&name))
+    })
+    .await?;
+    Ok(ok(json!({ "version": v })))
 }
 
 #[derive(Deserialize)]
@@ -710,43 +667,37 @@ async fn set_active(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    let a: SetActive = match parse(&body) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
+    Form(a): Form<SetActive>,
+) -> Answer {
     let what = format!("{} {name}", if a.active { "enable" } else { "disable" });
-    let result = change_servers(&admin, &s, &what, a.version.as_deref(), |servers| {
-        let Some(entry) = servers.get_mut(&name).and_then(Value::as_object_mut) else {
-            return Err(Refusal::status(
-                StatusCode::NOT_FOUND,
-                format!("no server named `{name}` in the file"),
-            ));
-        };
+    let v = change_servers(&admin, &s, &what, a.version.as_deref(), |servers| {
+        let entry = servers
+            .get_mut(&name)
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| not_in_file(&name))?;
         entry.shift_remove("disabled");
         entry.insert("active".into(), a.active.into());
         Ok(())
     })
-    .await;
-    match result {
-        Ok(v) => ok(json!({ "version": v })),
-        Err(r) => r.into_response(),
-    }
+    .await?;
+    Ok(ok(json!({ "version": v })))
 }
 
 async fn restart(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-) -> Response {
-    match admin.gateway.restart(&name).await {
-        Ok(_) => {
-            admin.audit("restart", &s.user, json!({ "server": name }));
-            json_response(StatusCode::ACCEPTED, json!({ "restarted": name }))
-        }
-        Err(e) => Refusal::status(StatusCode::NOT_FOUND, e).into_response(),
-    }
+) -> Answer {
+    admin
+        .gateway
+        .restart(&name)
+        .await
+        .map_err(|e| Refusal::status(StatusCode::NOT_FOUND, e))?;
+    admin.audit("restart", &s.user, json!({ "server": name }));
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({ "restarted": name }),
+    ))
 }
 
 async fn logs(Path(name): Path<String>) -> Response {
@@ -763,55 +714,43 @@ async fn oauth(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-) -> Response {
-    let find = |served: &[(String, crate::server::Mount)]| {
-        served
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| m.auth.clone())
-    };
-    let served = admin.gateway.served().await;
-    let Some(auth) = find(&served) else {
-        return Refusal::status(
-            StatusCode::NOT_FOUND,
-            format!("no running server is named `{name}`"),
-        )
-        .into_response();
-    };
-    let Some(auth) = auth else {
-        return Refusal::bad(None, format!("server `{name}` does not sign in with OAuth"))
-            .into_response();
+) -> Answer {
+    let Some(auth) = mount_of(&admin, &name).await?.auth else {
+        return Err(Refusal::bad(
+            None,
+            format!("server `{name}` does not sign in with OAuth"),
+        ));
     };
     if let Some(url) = auth.pending_url() {
-        return ok(json!({ "url": url }));
+        return Ok(ok(json!({ "url": url })));
     }
     let state = crate::server::statuses(&admin.mounts)
         .into_iter()
         .find(|v| v["name"].as_str() == Some(name.as_str()))
         .and_then(|v| v["state"].as_str().map(str::to_owned));
     if state.as_deref() == Some("ready") {
-        return ok(json!({ "signedIn": true }));
+        return Ok(ok(json!({ "signedIn": true })));
     }
     // Not waiting for the user (a sign-in failed or was given up): start the server again,
     // which signs in anew, and hand out the page to open.
     admin.audit("oauth-sign-in", &s.user, json!({ "server": name }));
-    if let Err(e) = admin.gateway.restart(&name).await {
-        return Refusal::status(StatusCode::NOT_FOUND, e).into_response();
-    }
+    admin
+        .gateway
+        .restart(&name)
+        .await
+        .map_err(|e| Refusal::status(StatusCode::NOT_FOUND, e))?;
     for _ in 0..50 {
-        let served = admin.gateway.served().await;
-        if let Some(Some(a)) = find(&served)
-            && let Some(url) = a.pending_url()
+        if let Ok(m) = mount_of(&admin, &name).await
+            && let Some(url) = m.auth.and_then(|a| a.pending_url())
         {
-            return ok(json!({ "url": url }));
+            return Ok(ok(json!({ "url": url })));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Refusal::status(
+    Err(Refusal::status(
         StatusCode::BAD_GATEWAY,
         "the server did not ask for a sign-in; see its last error",
-    )
-    .into_response()
+    ))
 }
 
 // === installs ===
@@ -854,48 +793,26 @@ async fn install_run(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    let ask: InstallAsk = if body.is_empty() {
-        InstallAsk::default()
-    } else {
-        match parse(&body) {
-            Ok(a) => a,
-            Err(r) => return r.into_response(),
-        }
-    };
-    let snap = match files::read(&admin.settings.config_file) {
-        Ok(s) => s,
-        Err(e) => return Refusal::status(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
-    };
-    let Some((_, entry)) = files::entries(&snap.root)
+    Form(ask): Form<InstallAsk>,
+) -> Answer {
+    let snap = files::read(&admin.settings.config_file).map_err(file_unreadable)?;
+    let (_, entry) = files::entries(&snap.root)
         .into_iter()
         .find(|(n, _)| *n == name)
-    else {
-        return Refusal::status(
-            StatusCode::NOT_FOUND,
-            format!("no server named `{name}` in the file"),
-        )
-        .into_response();
-    };
-    let plan = match install::plan(&name, &entry, &admin.settings.tools_folder) {
-        Ok(p) => p,
-        Err((field, why)) => return Refusal::bad(Some(&field), why).into_response(),
-    };
+        .ok_or_else(|| not_in_file(&name))?;
+    let plan = install::plan(&name, &entry, &admin.settings.tools_folder)
+        .map_err(|(field, why)| Refusal::bad(Some(&field), why))?;
     if plan.directory.exists() && !ask.force {
-        return Refusal::status(
+        return Err(Refusal::status(
             StatusCode::CONFLICT,
             format!(
                 "{} exists already: install again with {{\"force\": true}}",
                 plan.directory.display()
             ),
-        )
-        .into_response();
+        ));
     }
-    match start_install(&admin, &name, plan, &s.user).await {
-        Ok(run) => json_response(StatusCode::ACCEPTED, run.json(false)),
-        Err(r) => r.into_response(),
-    }
+    let run = start_install(&admin, &name, plan, &s.user).await?;
+    Ok(json_response(StatusCode::ACCEPTED, run.json(false)))
 }
 
 async fn install_state(State(admin): Shared, Path(name): Path<String>) -> Response {
@@ -909,24 +826,28 @@ async fn install_cancel(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
     Path(name): Path<String>,
-) -> Response {
-    match admin.installs.get(&name) {
-        Some(run) if run.state.lock().is_ok_and(|st| st.state == "running") => {
-            run.cancel();
-            admin.audit("install-cancel", &s.user, json!({ "server": name }));
-            json_response(StatusCode::ACCEPTED, json!({ "cancelling": name }))
-        }
-        _ => Refusal::status(
-            StatusCode::CONFLICT,
-            format!("no install of `{name}` is running"),
-        )
-        .into_response(),
-    }
+) -> Answer {
+    let run = admin
+        .installs
+        .get(&name)
+        .filter(|run| run.state.lock().is_ok_and(|st| st.state == "running"))
+        .ok_or_else(|| {
+            Refusal::status(
+                StatusCode::CONFLICT,
+                format!("no install of `{name}` is running"),
+            )
+        })?;
+    run.cancel();
+    admin.audit("install-cancel", &s.user, json!({ "server": name }));
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({ "cancelling": name }),
+    ))
 }
 
 // === tools, prompts, resources, calls ===
 
-async fn backend_of(admin: &Admin, name: &str) -> Result<crate::server::Mount, Refusal> {
+async fn mount_of(admin: &Admin, name: &str) -> Result<crate::server::Mount, Refusal> {
     admin
         .gateway
         .served()
@@ -951,7 +872,7 @@ async fn list_of(
     name: &str,
     lists: &[(&str, &str)],
 ) -> Result<Vec<Vec<Value>>, Refusal> {
-    let mount = backend_of(admin, name).await?;
+    let mount = mount_of(admin, name).await?;
     let mut a = Asker::open(&mount.backend, ASK_WITHIN)
         .await
         .map_err(|f| unreachable(name, f))?;
@@ -971,13 +892,7 @@ async fn tools(State(admin): Shared) -> Response {
         .unwrap_or(Value::Null);
     let served = admin.gateway.served().await;
     let lists = futures_util::future::join_all(served.iter().map(|(name, mount)| async move {
-        let got = async {
-            let mut a = Asker::open(&mount.backend, ASK_WITHIN).await?;
-            let l = a.list("tools/list", "tools").await;
-            a.close().await;
-            l
-        }
-        .await;
+        let got = Asker::list_once(&mount.backend, ASK_WITHIN, "tools/list", "tools").await;
         (name.clone(), mount.curation.clone(), got)
     }))
     .await;
@@ -1037,13 +952,9 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
 async fn patch_tools(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
-    body: Bytes,
-) -> Response {
-    let c: ToolChanges = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let result = async {
+    Form(c): Form<ToolChanges>,
+) -> Answer {
+    let changed = async {
         let _one = admin.saving.lock().await;
         let servers: Vec<String> = admin
             .gateway
@@ -1053,8 +964,7 @@ async fn patch_tools(
             .map(|(n, _)| n)
             .collect();
         let file = &admin.settings.tool_config;
-        let snap =
-            files::read(file).map_err(|e| Refusal::status(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let snap = files::read(file).map_err(file_unreadable)?;
         let mut root = snap.root;
         let Some(obj) = root.as_object_mut() else {
             return Err(Refusal::bad(None, "tool_config.json must hold an object"));
@@ -1139,33 +1049,26 @@ async fn patch_tools(
         admin.tell("tools", json!({}));
         Ok(c.changes.len())
     }
-    .await;
-    match result {
-        Ok(n) => ok(json!({ "changed": n })),
-        Err(r) => r.into_response(),
-    }
+    .await?;
+    Ok(ok(json!({ "changed": changed })))
 }
 
-async fn prompts(State(admin): Shared, Path(name): Path<String>) -> Response {
-    match list_of(&admin, &name, &[("prompts/list", "prompts")]).await {
-        Ok(mut l) => ok(json!({ "prompts": l.pop().unwrap_or_default() })),
-        Err(r) => r.into_response(),
-    }
+async fn prompts(State(admin): Shared, Path(name): Path<String>) -> Answer {
+    let mut l = list_of(&admin, &name, &[("prompts/list", "prompts")]).await?;
+    Ok(ok(json!({ "prompts": l.pop().unwrap_or_default() })))
 }
 
-async fn resources(State(admin): Shared, Path(name): Path<String>) -> Response {
+async fn resources(State(admin): Shared, Path(name): Path<String>) -> Answer {
     let lists = [
         ("resources/list", "resources"),
         ("resources/templates/list", "resourceTemplates"),
     ];
-    match list_of(&admin, &name, &lists).await {
-        Ok(mut l) => {
-            let templates = l.pop().unwrap_or_default();
-            let resources = l.pop().unwrap_or_default();
-            ok(json!({ "resources": resources, "resourceTemplates": templates }))
-        }
-        Err(r) => r.into_response(),
-    }
+    let mut l = list_of(&admin, &name, &lists).await?;
+    let templates = l.pop().unwrap_or_default();
+    let resources = l.pop().unwrap_or_default();
+    Ok(ok(
+        json!({ "resources": resources, "resourceTemplates": templates }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -1179,45 +1082,30 @@ struct Call {
 async fn call(
     State(admin): Shared,
     axum::Extension(s): axum::Extension<Session>,
-    body: Bytes,
-) -> Response {
-    let c: Call = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+    Form(c): Form<Call>,
+) -> Answer {
     if !matches!(
         c.method.as_str(),
         "tools/call" | "prompts/get" | "resources/read"
     ) {
-        return Refusal::bad(
+        return Err(Refusal::bad(
             Some("method"),
             "method: one of tools/call, prompts/get, resources/read",
-        )
-        .into_response();
+        ));
     }
     if !c.params.is_object() {
-        return Refusal::bad(Some("params"), "params: must be an object").into_response();
+        return Err(Refusal::bad(Some("params"), "params: must be an object"));
     }
-    let mount = match backend_of(&admin, &c.server).await {
-        Ok(m) => m,
-        Err(r) => return r.into_response(),
-    };
+    let mount = mount_of(&admin, &c.server).await?;
     admin.audit(
         "playground-call",
         &s.user,
         json!({ "server": c.server, "method": c.method, "name": c.params.get("name").or(c.params.get("uri")) }),
     );
-    let result = async {
-        let mut a = Asker::open(&mount.backend, ASK_WITHIN).await?;
-        let r = a.request(&c.method, c.params.clone()).await;
-        a.close().await;
-        r
-    }
-    .await;
-    match result {
-        Ok(r) => ok(json!({ "result": r })),
-        Err(Failed::Rpc(e)) => ok(json!({ "error": e })),
-        Err(f) => unreachable(&c.server, f).into_response(),
+    match Asker::request_once(&mount.backend, ASK_WITHIN, &c.method, c.params.clone()).await {
+        Ok(r) => Ok(ok(json!({ "result": r }))),
+        Err(Failed::Rpc(e)) => Ok(ok(json!({ "error": e }))),
+        Err(f) => Err(unreachable(&c.server, f)),
     }
 }
 

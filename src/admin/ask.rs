@@ -139,4 +139,30 @@ impl Asker {
     pub async fn close(self) {
         self.route.close().await;
     }
+
+    /// One whole list, in a session of its own.
+    pub async fn list_once(
+        backend: &Backend,
+        within: Duration,
+        method: &str,
+        field: &str,
+    ) -> Result<Vec<Value>, Failed> {
+        let mut a = Asker::open(backend, within).await?;
+        let l = a.list(method, field).await;
+        a.close().await;
+        l
+    }
+
+    /// One request, in a session of its own.
+    pub async fn request_once(
+        backend: &Backend,
+        within: Duration,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Failed> {
+        let mut a = Asker::open(backend, within).await?;
+        let r = a.request(method, params).await;
+        a.close().await;
+        r
+    }
 }

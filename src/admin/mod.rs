@@ -66,13 +66,6 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    let h = host.trim_matches(['[', ']']);
-    h == "localhost"
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Whether the console is asked for (`--admin` or `ENABLE_ADMIN_UI=true`).
 pub fn enabled(cli: &crate::cli::Cli) -> bool {
     cli.admin
@@ -107,7 +100,7 @@ impl Settings {
             .unwrap_or_else(|| "admin".into());
         let password = std::env::var("ADMIN_PASSWORD").unwrap_or_default();
         let by_identity = !cli.admin_identity.is_empty();
-        if !is_loopback(&host) {
+        if !crate::server::guard::is_loopback_name(&host) {
             if (password.is_empty() || password == DEFAULT_PASSWORD) && !by_identity {
                 return Err(format!(
                     "the admin console on {host} (beyond loopback) needs ADMIN_PASSWORD set to a password of your own (not empty, not `{DEFAULT_PASSWORD}`), or --admin-identity"
@@ -153,14 +146,9 @@ impl Settings {
             Ok(s) if !s.is_empty() => s.into_bytes(),
             _ => auth::stored_secret(&dir.join(".session_secret"))?,
         };
-        let listen = cli.admin_port.map(|p| {
-            let h = host.trim_matches(['[', ']']);
-            if h.contains(':') {
-                format!("[{h}]:{p}")
-            } else {
-                format!("{h}:{p}")
-            }
-        });
+        let listen = cli
+            .admin_port
+            .map(|p| crate::config::socket_address(&host, p));
         Ok(Some(Settings {
             listen,
             username,
@@ -248,6 +236,14 @@ impl Admin {
             access,
             saving: Default::default(),
         })
+    }
+
+    /// Whether a key's or token's identity is one of `--admin-identity` (by name or subject).
+    fn is_admin(&self, id: &crate::access::Identity) -> bool {
+        self.settings
+            .identities
+            .iter()
+            .any(|n| *n == id.name || id.sub.as_deref() == Some(n.as_str()))
     }
 
     /// Tell every open page.

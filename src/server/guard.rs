@@ -84,7 +84,8 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-fn is_loopback_name(h: &str) -> bool {
+/// Whether a host name or address names this machine's loopback.
+pub fn is_loopback_name(h: &str) -> bool {
     let h = h.trim_matches(['[', ']']);
     h.eq_ignore_ascii_case("localhost") || h == "::1" || h.starts_with("127.")
 }

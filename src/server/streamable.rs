@@ -497,9 +497,8 @@ pub async fn read_limited(
 /// The caller of a request, when the proxy checks who calls.
 pub type CallerExt = Option<axum::Extension<crate::access::Caller>>;
 
-/// The gate for a new session of `caller` on this server.
-pub fn gate_for(state: &AppState, caller: &CallerExt) -> Option<Arc<crate::access::Gate>> {
-    let axum::Extension(c) = caller.as_ref()?;
+/// Which server this is (`None` at the root) and, for the merged view, its catalog.
+fn server_of(state: &AppState) -> (Option<String>, Option<Arc<crate::route::catalog::Catalog>>) {
     let server = state
         .options
         .base_path
@@ -509,6 +508,13 @@ pub fn gate_for(state: &AppState, caller: &CallerExt) -> Option<Arc<crate::acces
         crate::route::Backend::Catalog(c) => Some(c.clone()),
         _ => None,
     };
+    (server, catalog)
+}
+
+/// The gate for a new session of `caller` on this server.
+pub fn gate_for(state: &AppState, caller: &CallerExt) -> Option<Arc<crate::access::Gate>> {
+    let axum::Extension(c) = caller.as_ref()?;
+    let (server, catalog) = server_of(state);
     Some(crate::access::Gate::new(c.clone(), server, catalog))
 }
 
@@ -517,15 +523,7 @@ pub fn meter_for(state: &AppState) -> Option<Arc<crate::telemetry::Meter>> {
     if crate::telemetry::get().is_none() && !crate::telemetry::trace::on() {
         return None;
     }
-    let server = state
-        .options
-        .base_path
-        .strip_prefix("/servers/")
-        .map(str::to_owned);
-    let catalog = match &state.backend {
-        crate::route::Backend::Catalog(c) => Some(c.clone()),
-        _ => None,
-    };
+    let (server, catalog) = server_of(state);
     Some(crate::telemetry::Meter::new(server, catalog))
 }
 
